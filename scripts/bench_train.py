@@ -1,0 +1,185 @@
+"""Training throughput: the template's ``source`` method against a plain PyTorch loop.
+
+Both train the same net, with the same datamodule (data, transforms, batch size), optimiser and
+schedule. Images/s counts training steps only (from the first batch of an epoch to the end of its
+last step), after ``--warmup-epochs``; validation and checkpointing are timed apart, as a share of
+the template's epoch. Prints a table and writes JSON.
+
+    python scripts/bench_train.py                         # the article's CNN on digits, CPU
+    python scripts/bench_train.py --data imagefolder --root ../shared/data/cifar10 --net resnet18 \
+        --accelerator gpu --precision bf16-mixed --batch-size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from transferlab.train import train
+from transferlab.utils.config import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class EpochTimer(Callback):
+    """Seconds and images of the training steps of each epoch, and of the whole epoch."""
+
+    def __init__(self) -> None:
+        self.train_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.images: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+        self._images = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += batch[1].shape[0]
+        self._steps_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._sync(pl_module)
+        self.train_seconds.append(self._steps_end - self._start)
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        self.images.append(self._images)
+
+    @staticmethod
+    def _sync(pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    data = [
+        f"data={args.data}",
+        f"data.batch_size={args.batch_size}",
+        f"data.num_workers={args.workers}",
+    ]
+    if args.root:
+        data.append(f"data.root={args.root}")
+    return [
+        *data,
+        f"net={args.net}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={args.accelerator}",
+        f"trainer.precision={args.precision}",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "test=false",
+        f"seed={args.seed}",
+    ]
+
+
+def template_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
+    cfg = compose_config(overrides(args), out)
+    timer = EpochTimer()
+    train(cfg, extra_callbacks=[timer])
+    return summarise(timer.images, timer.train_seconds, timer.epoch_seconds, args.warmup_epochs)
+
+
+def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
+    """The loop a researcher would write by hand, on the template's own datamodule and net."""
+    cfg = compose_config(overrides(args), out)
+    L.seed_everything(args.seed, verbose=False)
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes).to(device)
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.ndim <= 1]
+    optimizer = hydra.utils.instantiate(cfg.method.optimizer)(
+        [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    )
+    scheduler = hydra.utils.instantiate(cfg.method.scheduler)(optimizer)
+    autocast_dtype = torch.bfloat16 if args.precision.startswith("bf16") else None
+    images, seconds = [], []
+    for _ in range(args.epochs):
+        net.train()
+        count, start = 0, time.perf_counter()
+        for x, y in datamodule.train_dataloader():
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            count += y.shape[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        images.append(count)
+        scheduler.step()
+    return summarise(images, seconds, seconds, args.warmup_epochs)
+
+
+def summarise(
+    images: list[int], train_s: list[float], epoch_s: list[float], warmup: int
+) -> dict[str, float]:
+    rates = [n / s for n, s in zip(images[warmup:], train_s[warmup:], strict=True)]
+    overhead = [1 - t / e for t, e in zip(train_s[warmup:], epoch_s[warmup:], strict=True)]
+    return {
+        "images_per_s": statistics.median(rates),
+        "eval_and_checkpoint_share": statistics.median(overhead),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--net", default="cnn")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternate plain/template runs")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
+    args = parser.parse_args()
+
+    results: dict[str, list[dict[str, float]]] = {"plain": [], "template": []}
+    for repeat in range(args.repeats):
+        results["plain"].append(plain_run(args, args.out / f"plain_{repeat}"))
+        results["template"].append(template_run(args, args.out / f"template_{repeat}"))
+    plain = statistics.median(r["images_per_s"] for r in results["plain"])
+    template = statistics.median(r["images_per_s"] for r in results["template"])
+    share = statistics.median(r["eval_and_checkpoint_share"] for r in results["template"])
+    report = {
+        "config": {k: str(v) for k, v in vars(args).items()},
+        "device": torch.cuda.get_device_name()
+        if args.accelerator == "gpu"
+        else f"cpu x{torch.get_num_threads()}",
+        "plain_images_per_s": plain,
+        "template_images_per_s": template,
+        "ratio": template / plain,
+        "template_eval_and_checkpoint_share_of_epoch": share,
+        "runs": results,
+    }
+    print(f"\n{'loop':<10}{'images/s':>12}")
+    print(f"{'plain':<10}{plain:>12.1f}\n{'template':<10}{template:>12.1f}")
+    print(
+        f"ratio template/plain: {template / plain:.3f} (val + checkpoint: {share:.1%} of an epoch)"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"bench_{args.net}_{args.data}_{args.accelerator}.json"
+    target.write_text(json.dumps(report, indent=2))
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

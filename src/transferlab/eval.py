@@ -1,0 +1,62 @@
+"""Evaluate a checkpoint on the test split: ``python -m transferlab.eval ckpt_path=...``.
+
+The net and the data come from the checkpoint's own metadata; ``data=...`` overrides the data
+(for example to evaluate on a local copy), as long as the classes match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.methods.base import ClassificationModule
+from transferlab.utils.checkpoint import build_net, checkpoint_metadata, load_checkpoint
+from transferlab.utils.config import register_resolvers
+from transferlab.utils.entry import log, silence_known_warnings, user_errors
+from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.run_files import scalar_metrics, write_json_atomic
+
+register_resolvers()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test the checkpoint ``cfg.ckpt_path`` and write ``metrics.json`` in the output directory."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is not set; pass ckpt_path=<path to a .ckpt file>")
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    metadata = checkpoint_metadata(checkpoint, cfg.ckpt_path)
+    net = build_net(checkpoint, cfg.ckpt_path)
+
+    data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(metadata["data"])
+    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    if datamodule.class_names != metadata["class_names"]:
+        raise CheckpointError(
+            f"the checkpoint was trained on classes {metadata['class_names']} but the data has "
+            f"{datamodule.class_names}; pick data (and data.classes) that match"
+        )
+
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
+    trainer.test(ClassificationModule(net), datamodule=datamodule, verbose=False)
+    metrics = scalar_metrics(trainer.callback_metrics)
+    summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
+    if trainer.is_global_zero:
+        write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)
+        log.info("test metrics: %s", metrics)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    silence_known_warnings()
+    with user_errors():
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""LightningModules: the shared classifier base and one module per method."""
+
+from transferlab.methods.base import ClassificationModule
+from transferlab.methods.source import SourceModule
+
+__all__ = ["ClassificationModule", "SourceModule"]

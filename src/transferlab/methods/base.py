@@ -1,0 +1,127 @@
+"""What every method shares: the net, optimiser and schedule, accuracy metrics, logging.
+
+A method subclasses ``ClassificationModule`` and writes ``training_loss``: the objective it
+optimises, as a dict of named terms whose ``loss`` entry is minimised. Evaluation (val and test)
+is plain classification of the net's logits and lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from transferlab.nets.base import Classifier
+
+OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1 and top-5 micro accuracy (top-5 collapses to top-k for fewer classes)."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if num_classes > 2:
+        metrics["acc_top5"] = MulticlassAccuracy(
+            num_classes, top_k=min(5, num_classes - 1), average="micro"
+        )
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ClassificationModule(L.LightningModule):
+    """Base LightningModule: ``net`` maps images to logits; subclasses define the training loss.
+
+    Args:
+        net: a ``Classifier`` (``features`` + ``head``) sized for the data's classes.
+        optimizer: a partial optimiser, called with the parameter groups (None: evaluation only).
+        scheduler: a partial LR scheduler, called with the optimiser (stepped every ``interval``).
+        metadata: plain data written into every checkpoint (net config, class names, ...), so
+            a checkpoint can be rebuilt and checked without the run's config files.
+    """
+
+    def __init__(
+        self,
+        net: Classifier,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.metadata = metadata or {}
+        num_classes = net.num_classes
+        self.train_metrics = accuracy_metrics(num_classes, "train/")
+        self.val_metrics = accuracy_metrics(num_classes, "val/")
+        self.test_metrics = accuracy_metrics(num_classes, "test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_loss(
+        self, batch: Any
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        terms, logits, labels = self.training_loss(batch)
+        self.train_metrics.update(logits.detach(), labels)
+        batch_size = labels.shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        return terms["loss"]
+
+    def _evaluate(self, batch: Any, metrics: MetricCollection, prefix: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        loss = nn.functional.cross_entropy(logits, labels)
+        metrics.update(logits, labels)
+        self.log(f"{prefix}/loss", loss, batch_size=labels.shape[0], sync_dist=True)
+        self.log_dict(metrics, batch_size=labels.shape[0])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser; methods override this to set per-group options.
+
+        Biases and normalisation weights get no weight decay (the usual practice for ResNets).
+        """
+        decay, no_decay = [], []
+        for _, param in self.net.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim <= 1 else decay).append(param)
+        return [
+            {"params": decay, "name": "weights"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "norm_and_bias"},
+        ]
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError(f"{type(self).__name__} was built without an optimizer")
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "name": "lr",
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["transferlab"] = self.metadata

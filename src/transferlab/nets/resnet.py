@@ -1,0 +1,83 @@
+"""CIFAR ResNets: the 3-stage family (resnet20, resnet8x4, resnet32x4) and the 4-stage ResNet-18.
+
+The 3-stage nets follow He et al. (2016, section 4.2) with depth 6n+2; the "x4" variants widen
+every stage four times, as in the distillation literature (CRD, Tian et al. 2020). ResNet-18 is
+the ImageNet layout with a 3x3 stem and no max-pool, the usual CIFAR adaptation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transferlab.nets.base import Classifier
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    layers = [BasicBlock(in_planes, planes, stride)]
+    layers += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def _resnet(
+    stem: int, widths: list[int], blocks: int, num_classes: int, in_channels: int
+) -> Classifier:
+    stride_of = [1] + [2] * (len(widths) - 1)
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(stem),
+        nn.ReLU(inplace=True),
+    ]
+    in_planes = stem
+    for width, stride in zip(widths, stride_of, strict=True):
+        layers.append(_stage(in_planes, width, blocks, stride))
+        in_planes = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), feature_dim=in_planes, num_classes=num_classes)
+
+
+def cifar_resnet(depth: int, num_classes: int, width: int = 1, in_channels: int = 3) -> Classifier:
+    """3-stage CIFAR ResNet of depth 6n+2; widths (16, 32, 64) * width, stem 16 * width."""
+    if (depth - 2) % 6:
+        raise ValueError(f"cifar_resnet: depth={depth} must be 6n+2 (8, 20, 32, 56, ...)")
+    blocks = (depth - 2) // 6
+    stem = 16 if width == 1 else 32 if width == 4 else 16 * width
+    widths = [16 * width, 32 * width, 64 * width]
+    return _resnet(stem, widths, blocks, num_classes, in_channels)
+
+
+def resnet20(num_classes: int, in_channels: int = 3) -> Classifier:
+    return cifar_resnet(20, num_classes, 1, in_channels)
+
+
+def resnet8x4(num_classes: int, in_channels: int = 3) -> Classifier:
+    return cifar_resnet(8, num_classes, 4, in_channels)
+
+
+def resnet32x4(num_classes: int, in_channels: int = 3) -> Classifier:
+    return cifar_resnet(32, num_classes, 4, in_channels)
+
+
+def resnet18(num_classes: int, in_channels: int = 3) -> Classifier:
+    """ResNet-18 for 32x32 inputs: 3x3 stem, four stages of two blocks (64, 128, 256, 512)."""
+    return _resnet(64, [64, 128, 256, 512], 2, num_classes, in_channels)

@@ -1,0 +1,78 @@
+"""Files every run leaves in its output directory, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Plain floats from logged tensors (NaN and inf kept as strings JSON can hold)."""
+    out = {}
+    for name, value in metrics.items():
+        number = float(value.item() if isinstance(value, torch.Tensor) else value)
+        out[name] = number if math.isfinite(number) else str(number)
+    return out
+
+
+def best_checkpoint(trainer: Trainer) -> dict[str, Any]:
+    """The monitored metric's best value, the checkpoint that holds it, and the last checkpoint."""
+    best: dict[str, Any] = {}
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):
+            continue
+        if callback.monitor is None:
+            # ddp_spawn restores only the first callback's path in the main process
+            fixed_name = Path(callback.dirpath or "") / f"{callback.filename}.ckpt"
+            latest = callback.best_model_path or (str(fixed_name) if fixed_name.is_file() else "")
+            if latest:
+                best["last_ckpt_path"] = latest
+        elif callback.best_model_path and "ckpt_path" not in best:
+            best["ckpt_path"] = callback.best_model_path
+            best[callback.monitor] = _best_score(callback)
+    return best
+
+
+def _best_score(callback: ModelCheckpoint) -> float | None:
+    score = callback.best_model_score
+    if score is None:  # ddp_spawn hands back the path only; the score is in the checkpoint
+        state = torch.load(callback.best_model_path, map_location="cpu", weights_only=True)
+        for key, value in state.get("callbacks", {}).items():
+            if key.startswith("ModelCheckpoint") and value.get("monitor") == callback.monitor:
+                score = value.get("best_model_score")
+    return None if score is None else float(score)
+
+
+def training_progress(trainer: Trainer, last_ckpt_path: str | None) -> dict[str, int]:
+    """Epochs run and optimiser steps taken, as the run's last checkpoint records them.
+
+    ddp_spawn does not hand the loop's counters back to the main process, so when the trainer
+    there reads zero the last checkpoint is the record.
+    """
+    if trainer.global_step == 0 and last_ckpt_path:
+        state = torch.load(last_ckpt_path, map_location="cpu", weights_only=True)
+        return {"epochs": int(state["epoch"]) + 1, "global_step": int(state["global_step"])}
+    return {"epochs": trainer.current_epoch, "global_step": trainer.global_step}

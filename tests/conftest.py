@@ -1,0 +1,119 @@
+"""Shared fixtures: compose the real configs, shrink them, build data in real on-disk formats."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+from transferlab.utils.config import compose_config as compose_train_config
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# A run that is quick on two CPU cores: synthetic data, a small net, no progress bar.
+FAST = [
+    "data=synthetic",
+    "data.image_size=16",
+    "net=resnet8x4",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "~callbacks.progress_bar",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def compose_config(
+    overrides: list[str], output_dir: Path, config_name: str = "train"
+) -> DictConfig:
+    """The real composed config, writing under ``output_dir`` (datasets too, never to the repo)."""
+    cfg = compose_train_config(overrides, output_dir, config_name)
+    with open_dict(cfg):
+        cfg.paths.data_dir = str(output_dir / "data")
+    return cfg
+
+
+@pytest.fixture
+def fast_cfg(tmp_path: Path):
+    """``fast_cfg(*overrides)`` -> a shrunk train config writing under ``tmp_path``."""
+
+    def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        return compose_config([*FAST, *overrides], output_dir or tmp_path / "run")
+
+    return make
+
+
+def write_image_tree(
+    root: Path, classes: dict[str, int], splits=("train", "test"), size=12
+) -> Path:
+    """A real ImageFolder tree of PNG files: ``classes`` maps a name to images per split."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for label, (name, count) in enumerate(classes.items()):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (size, size, 3)) + 40 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+def write_cifar10(root: Path, per_class_train: int = 6, per_class_test: int = 3) -> Path:
+    """CIFAR-10 in torchvision's python format (pickled batches), small but real-format."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    rng = np.random.default_rng(0)
+
+    def batch(per_class: int) -> dict:
+        labels = np.repeat(np.arange(10), per_class)
+        data = rng.integers(0, 255, (len(labels), 3072), dtype=np.uint8)
+        return {"data": data, "labels": labels.tolist()}
+
+    for i in range(1, 6):
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(batch(per_class_train // 5 or 1), f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(batch(per_class_test), f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": names}, f)
+    return root
+
+
+def write_cifar100(root: Path, per_class_train: int = 2, per_class_test: int = 1) -> Path:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    names = [f"class{i:03d}" for i in range(100)]
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", per_class_train), ("test", per_class_test)):
+        labels = np.repeat(np.arange(100), per_class)
+        data = rng.integers(0, 255, (len(labels), 3072), dtype=np.uint8)
+        with open(folder / split, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": labels.tolist()}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": names}, f)
+    return root
+
+
+@pytest.fixture
+def skip_cifar_checksums(monkeypatch):
+    """Test archives are real-format but not the official bytes: check presence, not md5."""
+    from torchvision.datasets import cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())

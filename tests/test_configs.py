@@ -1,0 +1,68 @@
+"""Every config composes: each experiment, and each option of each group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import CONF_DIR, compose_config
+
+
+def fill_missing_root(cfg: DictConfig) -> DictConfig:
+    """ImageFolder has no default root (``???``): give it one, as a user must."""
+    if OmegaConf.is_missing(cfg.data, "root"):
+        cfg.data.root = "/some/where"
+    return cfg
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def test_there_are_experiments_and_the_source_ones_exist():
+    assert {"cifar10_source", "digits_source", "imagefolder_source"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
+    cfg = fill_missing_root(compose_config([f"experiment={experiment}"], tmp_path))
+    assert cfg.task_name == experiment
+    # the objects it names exist and accept the configured arguments
+    net = hydra.utils.instantiate(cfg.net, num_classes=3)
+    assert net.num_classes == 3
+    hydra.utils.instantiate(cfg.data)
+    hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [
+        (g, o)
+        for g in ("data", "net", "trainer", "logger", "callbacks", "debug")
+        for o in options(g)
+    ],
+)
+def test_every_group_option_composes(group, option, tmp_path: Path):
+    cfg = fill_missing_root(compose_config([f"{group}={option}"], tmp_path))
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    if group == "net":
+        assert cfg.net._target_ == f"transferlab.nets.{option}"
+
+
+def test_the_cifar10_source_experiment_is_cifar10_with_a_resnet(tmp_path: Path):
+    cfg = compose_config(["experiment=cifar10_source"], tmp_path)
+    assert cfg.data._target_.endswith("CIFAR10DataModule")
+    assert cfg.method.scheduler.T_max == cfg.trainer.max_epochs
+
+
+def test_eval_config_takes_a_checkpoint_and_optional_data(tmp_path: Path):
+    cfg = compose_config(["ckpt_path=x.ckpt"], tmp_path, "eval")
+    assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg
+    cfg = compose_config(["ckpt_path=x.ckpt", "data=digits"], tmp_path, "eval")
+    assert cfg.data._target_.endswith("DigitsDataModule")

@@ -1,0 +1,207 @@
+"""Datamodules: class subsets, per-class sampling, splits, formats on disk, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, write_cifar10, write_cifar100, write_image_tree
+from transferlab.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    DigitsDataModule,
+    ImageFolderDataModule,
+    SyntheticDataModule,
+)
+from transferlab.data.base import per_device_batch_size
+from transferlab.data.selection import (
+    class_mapping,
+    select_classes,
+    split_per_class,
+    take_per_class,
+)
+from transferlab.utils.errors import ConfigError, DataError
+
+
+def labels_of(dataset) -> np.ndarray:
+    return dataset.labels.numpy()
+
+
+def test_class_subset_keeps_the_given_order_as_labels():
+    dm = DigitsDataModule(classes=["7", "2", "9"])
+    dm.setup()
+    assert dm.class_names == ["7", "2", "9"]
+    raw = dm.load_splits()["train"]
+    train = dm.datasets["train"]
+    # label k of the subset is the k-th named class of the raw data
+    for original, new in zip(raw.targets[train.indices], labels_of(train), strict=True):
+        assert dm.class_names[new] == str(original)
+    assert set(labels_of(dm.datasets["test"])) == {0, 1, 2}
+
+
+def test_train_per_class_is_exact_deterministic_and_seeded():
+    def chosen(seed: int, per_class: int) -> np.ndarray:
+        dm = DigitsDataModule(classes=["0", "1", "2"], train_per_class=per_class, subset_seed=seed)
+        dm.setup()
+        assert np.bincount(labels_of(dm.datasets["train"])).tolist() == [per_class] * 3
+        return dm.datasets["train"].indices
+
+    assert np.array_equal(chosen(0, 20), chosen(0, 20))
+    assert not np.array_equal(chosen(0, 20), chosen(1, 20))
+    # a prefix of one seeded permutation: fewer images are a subset of more
+    assert set(chosen(3, 10)) <= set(chosen(3, 20))
+
+
+def test_validation_is_carved_per_class_with_a_fixed_seed_and_disjoint_from_train():
+    a, b = (
+        DigitsDataModule(val_fraction=0.2, subset_seed=0),
+        DigitsDataModule(val_fraction=0.2, subset_seed=5),
+    )
+    a.setup(), b.setup()
+    assert np.array_equal(
+        a.datasets["val"].indices, b.datasets["val"].indices
+    )  # run seed-independent
+    assert not set(a.datasets["val"].indices) & set(a.datasets["train"].indices)
+    counts = np.bincount(labels_of(a.datasets["val"]))
+    totals = counts + np.bincount(labels_of(a.datasets["train"]))
+    assert np.all(np.abs(counts - 0.2 * totals) <= 0.5 + 1e-9)
+
+
+def test_selection_helpers_match_a_direct_computation():
+    targets = np.array([3, 1, 3, 0, 1, 3, 2])
+    keep, labels = select_classes(targets, [3, 1])
+    assert keep.tolist() == [0, 1, 2, 4, 5] and labels.tolist() == [0, 1, 0, 1, 0]
+    kept, carved = split_per_class(np.array([0] * 10 + [1] * 20), 0.1, seed=0)
+    assert len(carved) == 3 and len(kept) == 27 and not set(kept) & set(carved)
+    picked = take_per_class(np.array([0, 0, 0, 1, 1]), 2, seed=0, class_names=["a", "b"])
+    assert sorted(np.array([0, 0, 0, 1, 1])[picked].tolist()) == [0, 0, 1, 1]
+
+
+def test_unknown_class_name_lists_the_valid_ones():
+    with pytest.raises(DataError, match=r"unknown class name\(s\) \['cow'\].*valid names: 0, 1"):
+        class_mapping([str(i) for i in range(10)], ["3", "cow"])
+    with pytest.raises(DataError, match="more than once"):
+        class_mapping(["a", "b"], ["a", "a"])
+
+
+def test_train_per_class_larger_than_a_class_names_the_class():
+    dm = DigitsDataModule(classes=["4"], train_per_class=10_000)
+    with pytest.raises(
+        DataError, match=r"train_per_class=10000 but class '4' has only \d+ training"
+    ):
+        dm.setup()
+
+
+def test_images_are_resized_to_the_net_input_and_normalised():
+    dm = DigitsDataModule(image_size=24, batch_size=32)
+    dm.setup()
+    images, labels = next(iter(dm.val_dataloader()))
+    assert images.shape == (32, 3, 24, 24) and images.dtype == torch.float32
+    assert labels.dtype == torch.long
+    # normalised with statistics of the training images: roughly zero mean over a batch
+    assert abs(images.mean().item()) < 0.5
+
+
+def test_imagefolder_reads_a_tree_of_any_image_size(tmp_path: Path):
+    root = write_image_tree(tmp_path / "tree", {"cat": 10, "dog": 8}, size=20)
+    dm = ImageFolderDataModule(root=str(root), image_size=16, batch_size=4, val_fraction=0.25)
+    dm.setup()
+    assert dm.class_names == ["cat", "dog"]
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 13, "val": 5, "test": 18}
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 16, 16)
+
+
+def test_imagefolder_uses_a_val_folder_when_there_is_one(tmp_path: Path):
+    root = write_image_tree(tmp_path / "tree", {"a": 4, "b": 4}, splits=("train", "val", "test"))
+    dm = ImageFolderDataModule(root=str(root))
+    dm.setup()
+    assert len(dm.datasets["train"]) == 8 and len(dm.datasets["val"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root, "does not exist"),
+        (lambda root: root.mkdir() or root, "has no 'train' folder"),
+        (lambda root: (root / "train").mkdir(parents=True) or root, "has no class folders"),
+        (lambda root: (root / "train" / "cat").mkdir(parents=True) or root, "has no images"),
+    ],
+)
+def test_malformed_imagefolder_tree_is_a_clear_error(tmp_path: Path, make, message):
+    root = make(tmp_path / "tree")
+    with pytest.raises(DataError, match=message):
+        ImageFolderDataModule(root=str(root)).setup()
+
+
+def test_imagefolder_test_split_must_have_every_selected_class(tmp_path: Path):
+    root = write_image_tree(tmp_path / "tree", {"a": 3, "b": 3}, splits=("train",))
+    write_image_tree(root, {"a": 3}, splits=("test",))
+    with pytest.raises(DataError, match=r"test split has no class\(es\) \['b'\]"):
+        ImageFolderDataModule(root=str(root), val_fraction=0.34).setup()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10").is_dir(), reason="needs ../shared/data")
+def test_imagefolder_on_the_shared_cifar10_subset():
+    dm = ImageFolderDataModule(
+        root=str(SHARED_DATA / "cifar10"), classes=["ship", "cat"], train_per_class=50
+    )
+    dm.setup()
+    assert dm.class_names == ["ship", "cat"]
+    assert np.bincount(labels_of(dm.datasets["train"])).tolist() == [50, 50]
+    assert np.bincount(labels_of(dm.datasets["test"])).tolist() == [200, 200]
+
+
+def test_cifar10_reads_torchvision_format(tmp_path: Path, skip_cifar_checksums):
+    root = write_cifar10(tmp_path / "data", per_class_train=10, per_class_test=3)
+    dm = CIFAR10DataModule(
+        root=str(root), download=False, val_fraction=0.2, classes=["cat", "ship"]
+    )
+    dm.setup()
+    assert dm.class_names == ["cat", "ship"] and dm.mean == CIFAR10DataModule.default_mean
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 16, "val": 4, "test": 6}
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape[1:] == (3, 32, 32)
+
+
+def test_cifar100_reads_torchvision_format(tmp_path: Path, skip_cifar_checksums):
+    root = write_cifar100(tmp_path / "data", per_class_train=2, per_class_test=1)
+    dm = CIFAR100DataModule(root=str(root), download=False, val_fraction=0.5)
+    dm.setup()
+    assert dm.num_classes == 100 and dm.class_names[7] == "class007"
+    assert len(dm.datasets["test"]) == 100
+
+
+def test_missing_cifar_that_cannot_download_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(self):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(datasets.CIFAR10, "download", offline)
+    dm = CIFAR10DataModule(root=str(tmp_path), download=True)
+    with pytest.raises(DataError, match=r"download failed.*point data.root at a folder that holds"):
+        dm.prepare_data()
+    with pytest.raises(DataError, match=r"data.download=false.*data.root"):
+        CIFAR10DataModule(root=str(tmp_path), download=False).setup()
+
+
+def test_synthetic_classes_are_separable_by_their_mean_image():
+    dm = SyntheticDataModule(num_classes=3, train_size=20, test_size=10, val_fraction=0.1)
+    dm.setup()
+    train, test = dm.datasets["train"], dm.datasets["test"]
+    x = torch.stack([train[i][0] for i in range(len(train))])
+    centroids = torch.stack([x[train.labels == k].mean(0) for k in range(3)]).flatten(1)
+    xt = torch.stack([test[i][0] for i in range(len(test))]).flatten(1)
+    predicted = torch.cdist(xt, centroids).argmin(1)
+    assert (predicted == test.labels).float().mean() > 0.9
+
+
+def test_global_batch_size_must_divide_over_devices():
+    assert per_device_batch_size(128, 4) == 32
+    with pytest.raises(ConfigError, match=r"data.batch_size=100.*over 3 devices"):
+        per_device_batch_size(100, 3)

@@ -1,0 +1,151 @@
+"""train(cfg) and evaluate(cfg) on the real composed configs, shrunk to run in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHARED_DATA, compose_config, write_cifar10, write_cifar100, write_image_tree
+from transferlab.eval import evaluate
+from transferlab.train import train
+from transferlab.utils.errors import CheckpointError, ConfigError
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["data=synthetic"],
+        ["data=digits"],
+        ["data=imagefolder", "data.root={tree}"],
+        ["data=cifar10", "data.root={cifar10}", "data.download=false"],
+        ["data=cifar100", "data.root={cifar100}", "data.download=false"],
+    ],
+    ids=["synthetic", "digits", "imagefolder", "cifar10", "cifar100"],
+)
+def test_fast_dev_run_of_every_datamodule(fast_cfg, tmp_path, skip_cifar_checksums, data):
+    roots = {
+        "tree": write_image_tree(tmp_path / "tree", {"a": 4, "b": 4, "c": 4}),
+        "cifar10": write_cifar10(tmp_path / "c10"),
+        "cifar100": write_cifar100(tmp_path / "c100"),
+    }
+    cfg = fast_cfg(*[d.format(**roots) for d in data], "debug=fdr", "data.batch_size=4")
+    summary = train(cfg)
+    # fast_dev_run: exactly one training step, then one test batch
+    assert summary["global_step"] == 1
+    assert 0.0 <= summary["final"]["test/acc"] <= 1.0
+    assert (
+        read_metrics(Path(cfg.paths.output_dir))["final"]["test/acc"]
+        == summary["final"]["test/acc"]
+    )
+
+
+def test_training_learns_and_writes_metrics_checkpoints_and_manifest(fast_cfg):
+    cfg = fast_cfg("trainer.max_epochs=4", "method.optimizer.lr=0.05")
+    summary = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    metrics = read_metrics(run)
+    assert metrics["final"]["test/acc"] > 0.9  # four separable synthetic classes
+    assert metrics["best"]["val/acc"] >= metrics["final"]["val/acc"] - 1e-6
+    best = Path(metrics["best"]["ckpt_path"])
+    assert best.is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert metrics["best"]["tested_ckpt"] == str(best)
+    manifest = json.loads((best.parent / "manifest.json").read_text())
+    assert manifest["checkpoint"] == best.name
+    assert manifest["class_names"] == [f"class_{i}" for i in range(4)]
+    assert manifest["net"]["_target_"] == "transferlab.nets.resnet8x4"
+    assert len(manifest["sha256"]) == 64
+    assert summary["epochs"] == 4
+
+
+def test_eval_of_a_trained_checkpoint_reproduces_its_test_metric(fast_cfg, tmp_path):
+    cfg = fast_cfg("trainer.max_epochs=2")
+    trained = train(cfg)
+    eval_cfg = compose_config(
+        [f"ckpt_path={trained['best']['ckpt_path']}"], tmp_path / "eval", "eval"
+    )
+    evaluated = evaluate(eval_cfg)
+    assert evaluated["final"]["test/acc"] == pytest.approx(trained["final"]["test/acc"], abs=1e-6)
+    assert evaluated["final"]["test/loss"] == pytest.approx(trained["final"]["test/loss"], rel=1e-5)
+    assert read_metrics(tmp_path / "eval")["final"]["test/acc"] == evaluated["final"]["test/acc"]
+
+
+def test_resume_from_last_ckpt_continues_where_the_run_stopped(fast_cfg, tmp_path):
+    first = fast_cfg("trainer.max_epochs=1", output_dir=tmp_path / "first")
+    stopped = train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    steps_per_epoch = stopped["global_step"]
+    assert saved["epoch"] == 0 and saved["global_step"] == steps_per_epoch
+
+    resumed_cfg = fast_cfg(
+        "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "second"
+    )
+    resumed = train(resumed_cfg)
+    # two more epochs, not three: the run picked up after epoch 0
+    assert resumed["global_step"] == 3 * steps_per_epoch
+    assert resumed["epochs"] == 3
+    final = torch.load(
+        Path(resumed_cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    assert final["epoch"] == 2
+
+
+def test_resume_from_a_run_directory(fast_cfg, tmp_path):
+    first = fast_cfg(output_dir=tmp_path / "first")
+    train(first)
+    resumed = train(
+        fast_cfg(
+            "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'first'}", output_dir=tmp_path / "b"
+        )
+    )
+    assert resumed["epochs"] == 2
+
+
+def test_missing_checkpoint_path_is_a_clear_error(fast_cfg, tmp_path):
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: ckpt_path=.*nope.ckpt; pass"):
+        train(fast_cfg(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+    eval_cfg = compose_config([f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path / "eval", "eval")
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        evaluate(eval_cfg)
+
+
+def test_ddp_with_two_cpu_processes(fast_cfg):
+    cfg = fast_cfg("trainer=ddp_cpu", "trainer.max_epochs=2", "data.batch_size=16")
+    summary = train(cfg)
+    # 116 training images, global batch 16 split over 2 ranks: each rank steps ceil(58 / 8)
+    assert summary["global_step"] == 2 * 8
+    assert Path(summary["best"]["ckpt_path"]).is_file()
+    assert 0.0 <= read_metrics(Path(cfg.paths.output_dir))["final"]["test/acc"] <= 1.0
+
+
+def test_batch_size_that_does_not_divide_over_devices_fails_before_training(fast_cfg):
+    cfg = fast_cfg("trainer=ddp_cpu", "data.batch_size=15")
+    with pytest.raises(ConfigError, match=r"data.batch_size=15 .* over 2 devices"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10").is_dir(), reason="needs ../shared/data")
+def test_limit_run_on_the_shared_cifar10_subset(fast_cfg):
+    cfg = fast_cfg(
+        "data=imagefolder",
+        f"data.root={SHARED_DATA / 'cifar10'}",
+        "data.classes=[ship,cat,dog]",
+        "data.train_per_class=20",
+        "data.batch_size=8",
+        "data.num_workers=0",
+        "debug=limit",
+        "trainer.max_epochs=1",
+    )
+    summary = train(cfg)
+    # 60 training images in batches of 8 is 8 batches; debug=limit stops each epoch at 5
+    assert summary["global_step"] == 5
+    manifest = json.loads((Path(summary["best"]["ckpt_path"]).parent / "manifest.json").read_text())
+    assert manifest["class_names"] == ["ship", "cat", "dog"] and manifest["num_classes"] == 3
