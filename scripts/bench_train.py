@@ -107,9 +107,7 @@ def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
         count, start = 0, time.perf_counter()
         for x, y in datamodule.train_dataloader():
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(
-                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-            ):
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 loss = torch.nn.functional.cross_entropy(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -123,9 +121,7 @@ def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
     return summarise(images, seconds, seconds, args.warmup_epochs)
 
 
-def summarise(
-    images: list[int], train_s: list[float], epoch_s: list[float], warmup: int
-) -> dict[str, float]:
+def summarise(images: list[int], train_s: list[float], epoch_s: list[float], warmup: int) -> dict[str, float]:
     rates = [n / s for n, s in zip(images[warmup:], train_s[warmup:], strict=True)]
     overhead = [1 - t / e for t, e in zip(train_s[warmup:], epoch_s[warmup:], strict=True)]
     return {
@@ -172,9 +168,7 @@ def main() -> None:
     }
     print(f"\n{'loop':<10}{'images/s':>12}")
     print(f"{'plain':<10}{plain:>12.1f}\n{'template':<10}{template:>12.1f}")
-    print(
-        f"ratio template/plain: {template / plain:.3f} (val + checkpoint: {share:.1%} of an epoch)"
-    )
+    print(f"ratio template/plain: {template / plain:.3f} (val + checkpoint: {share:.1%} of an epoch)")
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"bench_{args.net}_{args.data}_{args.accelerator}.json"
     target.write_text(json.dumps(report, indent=2))

@@ -28,13 +28,12 @@ FAST = [
 ]
 
 
-def compose_config(
-    overrides: list[str], output_dir: Path, config_name: str = "train"
-) -> DictConfig:
+def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """The real composed config, writing under ``output_dir`` (datasets too, never to the repo)."""
     cfg = compose_train_config(overrides, output_dir, config_name)
     with open_dict(cfg):
         cfg.paths.data_dir = str(output_dir / "data")
+        cfg.paths.log_dir = str(output_dir / "logs")  # the source cache lives under it
     return cfg
 
 
@@ -48,9 +47,7 @@ def fast_cfg(tmp_path: Path):
     return make
 
 
-def write_image_tree(
-    root: Path, classes: dict[str, int], splits=("train", "test"), size=12
-) -> Path:
+def write_image_tree(root: Path, classes: dict[str, int], splits=("train", "test"), size=12) -> Path:
     """A real ImageFolder tree of PNG files: ``classes`` maps a name to images per split."""
     rng = np.random.default_rng(0)
     for split in splits:

@@ -46,9 +46,7 @@ def test_two_runs_started_together_get_different_run_directories(tmp_path: Path)
 
 
 def test_a_multirun_sweep_writes_one_metrics_file_per_job(tmp_path: Path):
-    result = run(
-        "transferlab.train", "-m", *FAST, "debug=fdr", f"paths.log_dir={tmp_path}", "seed=0,1"
-    )
+    result = run("transferlab.train", "-m", *FAST, "debug=fdr", f"paths.log_dir={tmp_path}", "seed=0,1")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted((tmp_path / "debug" / "multiruns").glob("*/[0-9]*"))
     assert [job.name for job in jobs] == ["0", "1"]
@@ -77,6 +75,8 @@ def error_line(result: subprocess.CompletedProcess) -> str:
         (["data=imagefolder", "data.root={empty_class}"], "has no images"),
         (["data=cifar10", "data.root={tmp}", "data.download=false"], "point data.root at a folder"),
         (["trainer=ddp_cpu", "data.batch_size=15"], "must divide evenly over 2 devices"),
+        (["method=finetune", "method.source_ckpt=/no/such.ckpt"], "not found: method.source_ckpt=/no/such"),
+        (["method=finetune", "method.lam=-0.5"], "method.lam=-0.5 must be >= 0"),
     ],
     ids=[
         "unknown-class",

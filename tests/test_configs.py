@@ -42,11 +42,7 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("group", "option"),
-    [
-        (g, o)
-        for g in ("data", "net", "trainer", "logger", "callbacks", "debug")
-        for o in options(g)
-    ],
+    [(g, o) for g in ("data", "net", "trainer", "logger", "callbacks", "debug") for o in options(g)],
 )
 def test_every_group_option_composes(group, option, tmp_path: Path):
     cfg = fill_missing_root(compose_config([f"{group}={option}"], tmp_path))

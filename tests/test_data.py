@@ -62,9 +62,7 @@ def test_validation_is_carved_per_class_with_a_fixed_seed_and_disjoint_from_trai
         DigitsDataModule(val_fraction=0.2, subset_seed=5),
     )
     a.setup(), b.setup()
-    assert np.array_equal(
-        a.datasets["val"].indices, b.datasets["val"].indices
-    )  # run seed-independent
+    assert np.array_equal(a.datasets["val"].indices, b.datasets["val"].indices)  # run seed-independent
     assert not set(a.datasets["val"].indices) & set(a.datasets["train"].indices)
     counts = np.bincount(labels_of(a.datasets["val"]))
     totals = counts + np.bincount(labels_of(a.datasets["train"]))
@@ -90,9 +88,7 @@ def test_unknown_class_name_lists_the_valid_ones():
 
 def test_train_per_class_larger_than_a_class_names_the_class():
     dm = DigitsDataModule(classes=["4"], train_per_class=10_000)
-    with pytest.raises(
-        DataError, match=r"train_per_class=10000 but class '4' has only \d+ training"
-    ):
+    with pytest.raises(DataError, match=r"train_per_class=10000 but class '4' has only \d+ training"):
         dm.setup()
 
 
@@ -147,9 +143,7 @@ def test_imagefolder_test_split_must_have_every_selected_class(tmp_path: Path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10").is_dir(), reason="needs ../shared/data")
 def test_imagefolder_on_the_shared_cifar10_subset():
-    dm = ImageFolderDataModule(
-        root=str(SHARED_DATA / "cifar10"), classes=["ship", "cat"], train_per_class=50
-    )
+    dm = ImageFolderDataModule(root=str(SHARED_DATA / "cifar10"), classes=["ship", "cat"], train_per_class=50)
     dm.setup()
     assert dm.class_names == ["ship", "cat"]
     assert np.bincount(labels_of(dm.datasets["train"])).tolist() == [50, 50]
@@ -158,9 +152,7 @@ def test_imagefolder_on_the_shared_cifar10_subset():
 
 def test_cifar10_reads_torchvision_format(tmp_path: Path, skip_cifar_checksums):
     root = write_cifar10(tmp_path / "data", per_class_train=10, per_class_test=3)
-    dm = CIFAR10DataModule(
-        root=str(root), download=False, val_fraction=0.2, classes=["cat", "ship"]
-    )
+    dm = CIFAR10DataModule(root=str(root), download=False, val_fraction=0.2, classes=["cat", "ship"])
     dm.setup()
     assert dm.class_names == ["cat", "ship"] and dm.mean == CIFAR10DataModule.default_mean
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 16, "val": 4, "test": 6}

@@ -40,10 +40,7 @@ def test_fast_dev_run_of_every_datamodule(fast_cfg, tmp_path, skip_cifar_checksu
     # fast_dev_run: exactly one training step, then one test batch
     assert summary["global_step"] == 1
     assert 0.0 <= summary["final"]["test/acc"] <= 1.0
-    assert (
-        read_metrics(Path(cfg.paths.output_dir))["final"]["test/acc"]
-        == summary["final"]["test/acc"]
-    )
+    assert read_metrics(Path(cfg.paths.output_dir))["final"]["test/acc"] == summary["final"]["test/acc"]
 
 
 def test_training_learns_and_writes_metrics_checkpoints_and_manifest(fast_cfg):
@@ -67,9 +64,7 @@ def test_training_learns_and_writes_metrics_checkpoints_and_manifest(fast_cfg):
 def test_eval_of_a_trained_checkpoint_reproduces_its_test_metric(fast_cfg, tmp_path):
     cfg = fast_cfg("trainer.max_epochs=2")
     trained = train(cfg)
-    eval_cfg = compose_config(
-        [f"ckpt_path={trained['best']['ckpt_path']}"], tmp_path / "eval", "eval"
-    )
+    eval_cfg = compose_config([f"ckpt_path={trained['best']['ckpt_path']}"], tmp_path / "eval", "eval")
     evaluated = evaluate(eval_cfg)
     assert evaluated["final"]["test/acc"] == pytest.approx(trained["final"]["test/acc"], abs=1e-6)
     assert evaluated["final"]["test/loss"] == pytest.approx(trained["final"]["test/loss"], rel=1e-5)
@@ -84,16 +79,12 @@ def test_resume_from_last_ckpt_continues_where_the_run_stopped(fast_cfg, tmp_pat
     steps_per_epoch = stopped["global_step"]
     assert saved["epoch"] == 0 and saved["global_step"] == steps_per_epoch
 
-    resumed_cfg = fast_cfg(
-        "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "second"
-    )
+    resumed_cfg = fast_cfg("trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "second")
     resumed = train(resumed_cfg)
     # two more epochs, not three: the run picked up after epoch 0
     assert resumed["global_step"] == 3 * steps_per_epoch
     assert resumed["epochs"] == 3
-    final = torch.load(
-        Path(resumed_cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True
-    )
+    final = torch.load(Path(resumed_cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["epoch"] == 2
 
 
@@ -101,9 +92,7 @@ def test_resume_from_a_run_directory(fast_cfg, tmp_path):
     first = fast_cfg(output_dir=tmp_path / "first")
     train(first)
     resumed = train(
-        fast_cfg(
-            "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'first'}", output_dir=tmp_path / "b"
-        )
+        fast_cfg("trainer.max_epochs=2", f"ckpt_path={tmp_path / 'first'}", output_dir=tmp_path / "b")
     )
     assert resumed["epochs"] == 2
 

@@ -12,9 +12,10 @@ from typing import Any
 import hydra
 import lightning as L
 from lightning.pytorch import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
+from transferlab.pipeline import prepare_source
 from transferlab.utils.checkpoint import resolve_checkpoint_path, write_manifest
 from transferlab.utils.config import (
     instantiate_callbacks,
@@ -38,6 +39,10 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
 
     ``extra_callbacks`` join the configured ones (for scripts that measure or probe a run).
     """
+    if cfg.get("source"):  # a pipeline: the source stage first (trained once, then cached)
+        source_dir = prepare_source(cfg, train)
+        with open_dict(cfg):
+            cfg.method.source_ckpt = str(source_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = str(resolve_checkpoint_path(cfg.ckpt_path)) if cfg.get("ckpt_path") else None
 
@@ -58,9 +63,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), with_logger=bool(loggers))
     callbacks += extra_callbacks or []
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
-    )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     per_device_batch_size(datamodule.batch_size, trainer.world_size)  # fail before any work
     for logger in loggers:
         logger.log_hyperparams(to_plain(cfg))

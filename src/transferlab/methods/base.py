@@ -23,12 +23,10 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Top-1 and top-5 micro accuracy (top-5 collapses to top-k for fewer classes)."""
+    """Top-1 and, with more than five classes, top-5 micro accuracy."""
     metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
-    if num_classes > 2:
-        metrics["acc_top5"] = MulticlassAccuracy(
-            num_classes, top_k=min(5, num_classes - 1), average="micro"
-        )
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics, prefix=prefix)
 
 
@@ -65,9 +63,7 @@ class ClassificationModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_loss(
-        self, batch: Any
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""
         raise NotImplementedError
 
@@ -94,23 +90,15 @@ class ClassificationModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups for the optimiser; methods override this to set per-group options.
-
-        Biases and normalisation weights get no weight decay (the usual practice for ResNets).
-        """
-        decay, no_decay = [], []
-        for _, param in self.net.named_parameters():
-            if param.requires_grad:
-                (no_decay if param.ndim <= 1 else decay).append(param)
-        return [
-            {"params": decay, "name": "weights"},
-            {"params": no_decay, "weight_decay": 0.0, "name": "norm_and_bias"},
-        ]
+        """Parameter groups for the optimiser; methods override this to set per-group options."""
+        return decay_groups("net", self.net.named_parameters())
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise RuntimeError(f"{type(self).__name__} was built without an optimizer")
         optimizer = self.optimizer_factory(self.parameter_groups())
+        for group in optimizer.param_groups:  # before the scheduler records its base LRs
+            group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
@@ -125,3 +113,28 @@ class ClassificationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferlab"] = self.metadata
+
+
+def decay_groups(
+    name: str,
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    lr_scale: float = 1.0,
+    weight_decay: bool = True,
+) -> list[dict[str, Any]]:
+    """Two optimiser groups: weights (with the optimiser's weight decay unless ``weight_decay``
+    is False) and biases + normalisation parameters (never decayed, the usual ResNet practice).
+    """
+    weights, others = [], []
+    for _, param in named_parameters:
+        if param.requires_grad:
+            (weights if param.ndim > 1 else others).append(param)
+    weights_group: dict[str, Any] = {"params": weights, "name": name, "lr_scale": lr_scale}
+    if not weight_decay:
+        weights_group["weight_decay"] = 0.0
+    others_group = {
+        "params": others,
+        "name": f"{name}_norm_bias",
+        "weight_decay": 0.0,
+        "lr_scale": lr_scale,
+    }
+    return [group for group in (weights_group, others_group) if group["params"]]

@@ -17,9 +17,7 @@ class SourceModule(ClassificationModule):
         super().__init__(*args, **kwargs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
-    def training_loss(
-        self, batch: Any
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         images, labels = batch
         logits = self(images)
         return {"loss": self.criterion(logits, labels)}, logits, labels

@@ -7,9 +7,7 @@ from torch import nn
 from transferlab.nets.base import Classifier
 
 
-def cnn(
-    num_classes: int, in_channels: int = 3, input_size: int = 32, dropout: float = 0.5
-) -> Classifier:
+def cnn(num_classes: int, in_channels: int = 3, input_size: int = 32, dropout: float = 0.5) -> Classifier:
     """Two 5x5 conv + max-pool stages (64 and 128 channels), a 1024-unit fc layer, a linear head.
 
     ``features`` is the 1024-d fc activation, so the head is the only class-specific layer.

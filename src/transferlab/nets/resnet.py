@@ -39,9 +39,7 @@ def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-def _resnet(
-    stem: int, widths: list[int], blocks: int, num_classes: int, in_channels: int
-) -> Classifier:
+def _resnet(stem: int, widths: list[int], blocks: int, num_classes: int, in_channels: int) -> Classifier:
     stride_of = [1] + [2] * (len(widths) - 1)
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False),

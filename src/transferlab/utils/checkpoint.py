@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,7 @@ def load_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]
             f"({first_line}); re-save it as a plain state dict"
         ) from None
     except (RuntimeError, EOFError) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({err}); it may be truncated"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({err}); it may be truncated") from None
 
 
 def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
@@ -59,13 +58,9 @@ def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[st
 def build_net(checkpoint: dict[str, Any], path: str | Path) -> Classifier:
     """Rebuild the checkpoint's net from its stored config and load its weights."""
     metadata = checkpoint_metadata(checkpoint, path)
-    net = hydra.utils.instantiate(
-        OmegaConf.create(metadata["net"]), num_classes=metadata["num_classes"]
-    )
+    net = hydra.utils.instantiate(OmegaConf.create(metadata["net"]), num_classes=metadata["num_classes"])
     prefix = "net."
-    weights = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
+    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     net.load_state_dict(weights)
     return net
 
@@ -78,9 +73,7 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(
-    checkpoint_path: str | Path, metadata: dict[str, Any], metrics: dict[str, Any]
-) -> Path:
+def write_manifest(checkpoint_path: str | Path, metadata: dict[str, Any], metrics: dict[str, Any]) -> Path:
     """Write ``manifest.json`` beside a checkpoint that other runs will load."""
     checkpoint_path = Path(checkpoint_path)
     manifest = {
@@ -92,3 +85,68 @@ def write_manifest(
     target = checkpoint_path.parent / "manifest.json"
     write_json_atomic(target, manifest)
     return target
+
+
+def resolve_source_checkpoint(path: str | Path, what: str) -> Path:
+    """A checkpoint file, or a run directory whose manifest names its best checkpoint."""
+    path = Path(path)
+    manifest = path / "checkpoints" / "manifest.json"
+    if path.is_dir() and manifest.is_file():
+        return path / "checkpoints" / json.loads(manifest.read_text())["checkpoint"]
+    return resolve_checkpoint_path(path, what)
+
+
+def verify_manifest(path: Path) -> None:
+    """If a manifest sits beside the checkpoint and names it, the file must match its sha256."""
+    manifest_path = path.parent / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("checkpoint") == path.name and manifest.get("sha256") != sha256(path):
+        raise CheckpointError(
+            f"checkpoint {path} does not match the sha256 in {manifest_path}: the file changed "
+            f"after training (truncated or replaced); retrain it or restore the original"
+        )
+
+
+def load_backbone(net: Classifier, path: str | Path, net_config: dict[str, Any], what: str) -> dict:
+    """Copy a checkpoint's backbone (weights and BatchNorm statistics) into ``net``.
+
+    The head is left alone: the target task has its own classes. Refuses a checkpoint whose net
+    config or backbone tensors differ from ``net``'s, listing what does not match. Returns the
+    checkpoint's metadata.
+    """
+    path = resolve_source_checkpoint(path, what)
+    verify_manifest(path)
+    checkpoint = load_checkpoint(path, what)
+    metadata = checkpoint_metadata(checkpoint, path)
+    prefix = "net.backbone."
+    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    expected = net.backbone.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in expected]
+    problems += [
+        f"{k}: {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if problems:
+        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+        raise CheckpointError(
+            f"{what}={path} holds a {metadata['net'].get('_target_')} backbone that does not fit "
+            f"net {net_config.get('_target_')} ({len(problems)} mismatches: {shown}); "
+            f"use the net the checkpoint was trained with"
+        )
+    differing = sorted(
+        k for k in set(net_config) | set(metadata["net"]) if net_config.get(k) != metadata["net"].get(k)
+    )
+    if differing:
+        pairs = ", ".join(
+            f"{k}: {metadata['net'].get(k)} (source) vs {net_config.get(k)} (target)" for k in differing
+        )
+        raise CheckpointError(
+            f"the source net and the target net configs disagree ({pairs}); "
+            f"train both stages with the same net"
+        )
+    net.backbone.load_state_dict(weights)
+    return metadata

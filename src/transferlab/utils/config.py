@@ -36,9 +36,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_uid", run_uid, use_cache=True)
 
 
-def compose_config(
-    overrides: list[str], output_dir: str | Path, config_name: str = "train"
-) -> DictConfig:
+def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
     """Compose the project's configs outside the command line (tests, notebooks, scripts).
 
     ``paths.output_dir`` normally comes from Hydra's run directory; here it is ``output_dir``.

@@ -1,0 +1,99 @@
+"""The source stage of a transfer pipeline: train the source model once, reuse it everywhere.
+
+An experiment with a ``source`` node (``source: cifar10`` in its defaults) trains that source
+recipe before the target stage and passes its best checkpoint to ``method.source_ckpt``. The
+checkpoint is cached under a hash of the source recipe, so a sweep over target settings or
+seeds pretrains once; a file lock keeps concurrent sweep jobs from training it twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from transferlab.utils.config import to_plain
+from transferlab.utils.entry import log
+from transferlab.utils.errors import CheckpointError
+
+# trainer keys that change how a run looks or where it writes, not the model it produces
+_NOT_IN_RECIPE = {
+    "default_root_dir",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+}
+
+
+def source_stage_config(cfg: DictConfig) -> DictConfig:
+    """The config of the source run: the target's config with the ``source`` node's parts."""
+    stage = cfg.source
+    source_cfg = copy.deepcopy(cfg)
+    with open_dict(source_cfg):
+        source_cfg.data = copy.deepcopy(stage.data)
+        source_cfg.method = copy.deepcopy(stage.method)
+        source_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
+        source_cfg.seed = stage.seed
+        source_cfg.task_name = stage.task_name
+        source_cfg.ckpt_path = None
+        source_cfg.source = None
+    return source_cfg
+
+
+def recipe_hash(source_cfg: DictConfig) -> str:
+    """A short hash of what determines the source model: data, net, method, trainer, seed."""
+    trainer = {k: v for k, v in to_plain(source_cfg.trainer).items() if k not in _NOT_IN_RECIPE}
+    recipe: dict[str, Any] = {
+        "data": to_plain(source_cfg.data),
+        "net": to_plain(source_cfg.net),
+        "method": to_plain(source_cfg.method),
+        "trainer": trainer,
+        "seed": source_cfg.seed,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare_source(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Path:
+    """Train the source stage with ``run`` unless its cached run is complete; return its directory."""
+    source_cfg = source_stage_config(cfg)
+    cache = Path(cfg.paths.cache_dir) / "source" / f"{source_cfg.task_name}-{recipe_hash(source_cfg)}"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open_dict(source_cfg):
+        source_cfg.paths.output_dir = str(cache)
+    done = cache / "checkpoints" / "manifest.json"
+    if launched_rank() > 0:
+        # a DDP worker runs the same script as rank 0, which holds the lock while it trains the
+        # source with this process as one of its ranks: join that training, never wait on it
+        if not done.is_file():
+            run(source_cfg)
+        return cache
+    with FileLock(f"{cache}.lock"):
+        if done.is_file():
+            log.info("source stage: reusing %s", cache)
+            return cache
+        if cache.exists():  # an interrupted training left a partial run: start it again
+            shutil.rmtree(cache)
+        log.info("source stage: training %s", cache)
+        run(source_cfg)
+        if not done.is_file():
+            raise CheckpointError(
+                f"the source stage in {cache} finished without a best checkpoint (fast_dev_run, "
+                f"callbacks=none or no validation?); give the source stage checkpointing"
+            )
+    return cache
+
+
+def launched_rank() -> int:
+    """This process's global rank when a launcher (Lightning's DDP, torchrun, SLURM) set it."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(variable):
+            return int(os.environ[variable])
+    return 0

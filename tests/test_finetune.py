@@ -1,0 +1,230 @@
+"""Fine-tuning: loading the source backbone, the new head, L2-SP, freezing, the cached source."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+
+from conftest import FAST
+from transferlab.methods import FinetuneModule
+from transferlab.pipeline import prepare_source, source_stage_config
+from transferlab.train import train
+from transferlab.utils.config import to_plain
+from transferlab.utils.errors import CheckpointError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory) -> Path:
+    """A resnet8x4 trained one epoch on four synthetic classes."""
+    from conftest import compose_config
+
+    out = tmp_path_factory.mktemp("source")
+    train(compose_config([*FAST, "trainer.max_epochs=1"], out))
+    return out
+
+
+def finetune_module(fast_cfg, source: Path | None, *overrides: str) -> tuple[FinetuneModule, object]:
+    """The FinetuneModule train() would build, on three synthetic classes."""
+    cfg = fast_cfg("method=finetune", "data.num_classes=3", *overrides)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
+    module = hydra.utils.instantiate(cfg.method, _partial_=True, source_ckpt=str(source) if source else None)(
+        net=net, metadata={"net": to_plain(cfg.net)}
+    )
+    return module, datamodule
+
+
+def source_state(source: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(next((source / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)
+    prefix = "net.backbone."
+    return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def test_backbone_and_batchnorm_statistics_equal_the_source_and_the_head_is_new(fast_cfg, source_run):
+    module, _ = finetune_module(fast_cfg, source_run)
+    expected = source_state(source_run)
+    loaded = module.net.backbone.state_dict()
+    assert set(loaded) == set(expected)
+    assert any("running_mean" in k for k in loaded)
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+    assert module.net.head.out_features == 3  # the target's classes, not the source's four
+
+
+def test_the_head_is_freshly_initialised(fast_cfg, source_run):
+    torch.manual_seed(1)
+    a, _ = finetune_module(fast_cfg, source_run)
+    torch.manual_seed(2)
+    b, _ = finetune_module(fast_cfg, source_run)
+    assert not torch.equal(a.net.head.weight, b.net.head.weight)
+    assert torch.equal(a.net.backbone[0].weight, b.net.backbone[0].weight)
+
+
+def test_l2sp_is_zero_at_the_start_and_its_gradient_is_lambda_times_the_drift(fast_cfg, source_run):
+    lam = 0.3
+    module, _ = finetune_module(fast_cfg, source_run, f"method.lam={lam}")
+    assert module.penalty().item() == 0.0
+    with torch.no_grad():
+        for param in module.net.backbone.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    (lam * module.penalty()).backward()
+    for name, param in module.net.backbone.named_parameters():
+        assert torch.allclose(param.grad, lam * (param.detach() - module.source_weights[name]), atol=1e-7)
+
+
+def test_source_weights_are_buffers_in_the_state_dict_and_move_with_the_module(fast_cfg, source_run):
+    module, _ = finetune_module(fast_cfg, source_run, "method.lam=0.1")
+    state = module.state_dict()
+    assert sum(k.startswith("source__") for k in state) == len(list(module.net.backbone.parameters()))
+    assert all(not t.requires_grad for t in module.source_weights.values())
+    module.to(torch.float64)
+    assert all(t.dtype == torch.float64 for t in module.source_weights.values())
+
+
+def test_weight_decay_is_off_where_the_regularizer_already_acts(fast_cfg, source_run):
+    module, _ = finetune_module(fast_cfg, source_run, "method.lam=0.1", "method.backbone_lr_mult=0.1")
+    groups = {g["name"]: g for g in module.parameter_groups()}
+    assert groups["backbone"]["weight_decay"] == 0.0 and groups["backbone"]["lr_scale"] == 0.1
+    assert "weight_decay" not in groups["head"]  # the optimiser's default weight decay applies
+    plain, _ = finetune_module(fast_cfg, source_run, "method.lam=0")
+    assert "weight_decay" not in {g["name"]: g for g in plain.parameter_groups()}["backbone"]
+
+
+def test_a_frozen_backbone_is_unchanged_after_training_steps(fast_cfg, source_run, tmp_path):
+    cfg = fast_cfg(
+        "method=finetune",
+        "method/regularizer=none",
+        "method.freeze_backbone=true",
+        f"method.source_ckpt={source_run}",
+        "trainer.max_epochs=2",
+    )
+    summary = train(cfg)
+    assert summary["global_step"] > 0
+    trained = torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+    for key, value in source_state(source_run).items():
+        assert torch.equal(trained[f"net.backbone.{key}"], value), key  # weights and BN statistics
+    assert trained["net.head.weight"].shape == (4, 256)
+
+
+def test_finetuning_logs_the_loss_terms_and_the_drift(fast_cfg, source_run):
+    summary = train(fast_cfg("method=finetune", f"method.source_ckpt={source_run}", "method.lam=0.01"))
+    final = summary["final"]
+    assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
+    assert final["train/reg"] > 0
+    assert any(k.startswith("drift/") for k in final)
+
+
+def test_the_cached_source_is_trained_once_and_reused(fast_cfg):
+    trainings = []
+
+    def counting_train(cfg):
+        trainings.append(cfg.paths.output_dir)
+        return train(cfg)
+
+    cfg0 = fast_cfg("method=finetune", "source=synthetic", "source.data.image_size=16", "seed=0")
+    cfg1 = fast_cfg(
+        "method=finetune", "source=synthetic", "source.data.image_size=16", "seed=1", "method.lam=0.1"
+    )
+    first, second = prepare_source(cfg0, counting_train), prepare_source(cfg1, counting_train)
+    assert first == second and len(trainings) == 1
+    assert (first / "checkpoints" / "manifest.json").is_file()
+    # the source recipe has its own seed: the target's seed does not change it
+    assert source_stage_config(cfg1).seed == 0
+
+
+def test_a_pipeline_run_passes_the_source_to_the_target(fast_cfg):
+    summary = train(
+        fast_cfg("method=finetune", "source=synthetic", "source.data.image_size=16", "method.lam=0.01")
+    )
+    assert summary["final"]["train/reg"] >= 0 and "drift/block0" in summary["final"]
+
+
+def test_two_sweep_jobs_started_together_train_the_source_once(tmp_path):
+    args = [
+        *FAST,
+        "method=finetune",
+        "source=synthetic",
+        "source.data.image_size=16",
+        f"paths.log_dir={tmp_path}",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "transferlab.train", *args, f"seed={seed}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    log = "".join(outputs)
+    assert log.count("source stage: training") == 1
+    assert log.count("source stage: reusing") == 1
+    assert len(list((tmp_path / "cache" / "source").glob("*/metrics.json"))) == 1
+
+
+def test_missing_source_checkpoint_is_a_clear_error(fast_cfg, tmp_path):
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: method.source_ckpt=.*nope"):
+        finetune_module(fast_cfg, tmp_path / "nope")
+
+
+def test_negative_lambda_is_refused(fast_cfg, source_run):
+    with pytest.raises(ConfigError, match=r"method.lam=-0.1 must be >= 0"):
+        finetune_module(fast_cfg, source_run, "method.lam=-0.1")
+
+
+def test_a_checkpoint_of_another_architecture_lists_what_does_not_match(fast_cfg, source_run):
+    with pytest.raises(
+        CheckpointError,
+        match=r"resnet8x4 backbone that does not fit net transferlab.nets.resnet20 \(\d+ mismatches: .*",
+    ):
+        finetune_module(fast_cfg, source_run, "net=resnet20")
+
+
+def test_source_and_target_net_configs_must_agree(fast_cfg, tmp_path):
+    from conftest import compose_config
+
+    source = tmp_path / "cnn_source"
+    train(compose_config([*FAST, "net=cnn", "net.dropout=0.5"], source))
+    with pytest.raises(
+        CheckpointError, match=r"configs disagree \(dropout: 0.5 \(source\) vs 0.2 \(target\)\)"
+    ):
+        finetune_module(fast_cfg, source, "net=cnn", "net.dropout=0.2")
+
+
+def test_a_linear_probe_needs_a_source(fast_cfg):
+    with pytest.raises(ConfigError, match="needs source weights"):
+        finetune_module(fast_cfg, None, "method.freeze_backbone=true")
+
+
+def test_a_pipeline_under_ddp_trains_the_source_with_every_rank(tmp_path):
+    """trainer=ddp re-launches the command per rank: the workers must join rank 0's source
+    training (which holds the cache lock), then the target training."""
+    args = [*FAST, "method=finetune", "source=synthetic", "source.data.image_size=16", "trainer=ddp"]
+    args += ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false"]
+    args += ["data.batch_size=16", "source.data.batch_size=16", f"paths.log_dir={tmp_path}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "transferlab.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    sources = list((tmp_path / "cache" / "source").glob("*/metrics.json"))
+    assert len(sources) == 1
+    # 116 synthetic images, global batch 16 over 2 ranks: 8 steps per epoch, in both stages
+    assert json.loads(sources[0].read_text())["global_step"] == 8
+    (target,) = (tmp_path / "train" / "runs").glob("*/metrics.json")
+    assert json.loads(target.read_text())["global_step"] == 8
