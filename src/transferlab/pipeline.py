@@ -1,7 +1,8 @@
 """The source stage of a transfer pipeline: train the source model once, reuse it everywhere.
 
 An experiment with a ``source`` node (``source: cifar10`` in its defaults) trains that source
-recipe before the target stage and passes its best checkpoint to ``method.source_ckpt``. The
+recipe before the target stage and passes its best checkpoint to the key named by the node's
+``pass_to`` (``method.source_ckpt`` for fine-tuning, ``method.teacher_ckpt`` for a teacher). The
 checkpoint is cached under a hash of the source recipe, so a sweep over target settings or
 seeds pretrains once; a file lock keeps concurrent sweep jobs from training it twice.
 """
@@ -40,6 +41,8 @@ def source_stage_config(cfg: DictConfig) -> DictConfig:
     with open_dict(source_cfg):
         source_cfg.data = copy.deepcopy(stage.data)
         source_cfg.method = copy.deepcopy(stage.method)
+        if stage.get("net"):  # a teacher may be another net than the student
+            source_cfg.net = copy.deepcopy(stage.net)
         source_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
         source_cfg.seed = stage.seed
         source_cfg.task_name = stage.task_name

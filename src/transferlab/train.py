@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 import lightning as L
 from lightning.pytorch import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
 from transferlab.pipeline import prepare_source
@@ -41,8 +41,9 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     if cfg.get("source"):  # a pipeline: the source stage first (trained once, then cached)
         source_dir = prepare_source(cfg, train)
-        with open_dict(cfg):
-            cfg.method.source_ckpt = str(source_dir)
+        OmegaConf.update(
+            cfg, cfg.source.get("pass_to", "method.source_ckpt"), str(source_dir), force_add=True
+        )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = str(resolve_checkpoint_path(cfg.ckpt_path)) if cfg.get("ckpt_path") else None
 

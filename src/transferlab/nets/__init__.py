@@ -2,12 +2,13 @@
 
 from transferlab.nets.base import Classifier
 from transferlab.nets.cnn import cnn
-from transferlab.nets.resnet import resnet8x4, resnet18, resnet20, resnet32x4
+from transferlab.nets.resnet import resnet8, resnet8x4, resnet18, resnet20, resnet32x4
 from transferlab.nets.wrn import wrn_16_2, wrn_40_2
 
 __all__ = [
     "Classifier",
     "cnn",
+    "resnet8",
     "resnet8x4",
     "resnet18",
     "resnet20",

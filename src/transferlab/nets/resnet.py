@@ -64,6 +64,11 @@ def cifar_resnet(depth: int, num_classes: int, width: int = 1, in_channels: int 
     return _resnet(stem, widths, blocks, num_classes, in_channels)
 
 
+def resnet8(num_classes: int, in_channels: int = 3) -> Classifier:
+    """The smallest of the family (78 K parameters): a student for distillation."""
+    return cifar_resnet(8, num_classes, 1, in_channels)
+
+
 def resnet20(num_classes: int, in_channels: int = 3) -> Classifier:
     return cifar_resnet(20, num_classes, 1, in_channels)
 

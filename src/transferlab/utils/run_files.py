@@ -76,3 +76,17 @@ def training_progress(trainer: Trainer, last_ckpt_path: str | None) -> dict[str,
         state = torch.load(last_ckpt_path, map_location="cpu", weights_only=True)
         return {"epochs": int(state["epoch"]) + 1, "global_step": int(state["global_step"])}
     return {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
+
+
+def write_tensor_atomic(path: str | Path, tensor: torch.Tensor) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(tensor, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

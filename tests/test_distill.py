@@ -1,0 +1,190 @@
+"""Distillation: the KD loss against its formula, the frozen teacher, logit caching, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+
+from conftest import FAST, compose_config
+from transferlab.losses import HintLoss, KDLoss
+from transferlab.methods import DistillModule
+from transferlab.train import train
+from transferlab.utils.config import to_plain
+from transferlab.utils.errors import CheckpointError, ConfigError
+
+
+# --- the loss --------------------------------------------------------------------------------------
+def test_kd_is_zero_when_student_and_teacher_agree():
+    logits = torch.randn(6, 10)
+    assert KDLoss(3.0)(logits, logits.clone()).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kd_value_and_gradient_match_the_formula():
+    torch.manual_seed(0)
+    student, teacher, t = torch.randn(5, 7, requires_grad=True), torch.randn(5, 7), 2.5
+    loss = KDLoss(t)(student, teacher)
+    p_s, p_t = (student / t).softmax(1), (teacher / t).softmax(1)
+    expected = t**2 * (p_t * (p_t.log() - p_s.log())).sum(1).mean()
+    assert torch.allclose(loss, expected, atol=1e-6)
+    loss.backward()
+    assert torch.allclose(student.grad, t * (p_s - p_t).detach() / 5, atol=1e-6)
+
+
+def test_with_t_squared_the_gradient_keeps_its_size_across_temperatures():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(64, 10), torch.randn(64, 10)
+    norms, unscaled = {}, {}
+    for t in (1.0, 2.0, 4.0, 8.0, 16.0):
+        s = student.clone().requires_grad_(True)
+        KDLoss(t)(s, teacher).backward()
+        norms[t] = s.grad.norm().item()
+        unscaled[t] = norms[t] / t**2  # the gradient of KL alone
+    assert max(norms.values()) / min(norms.values()) < 3  # same order of magnitude
+    assert unscaled[1.0] / unscaled[16.0] > 100  # what T² compensates
+    # large T: ∂L/∂s -> (s - t)/(K·N) for zero-mean logits
+    s0, t0 = (x.double() - x.double().mean(1, keepdim=True) for x in (student, teacher))
+    s = s0.clone().requires_grad_(True)
+    KDLoss(1000.0)(s, t0).backward()
+    assert torch.allclose(s.grad, (s0 - t0) / (10 * 64), rtol=0, atol=2e-5)  # entries are ~1e-3
+
+
+def test_hint_loss_regresses_student_features_onto_the_teachers():
+    hint = HintLoss(student_dim=4, teacher_dim=6)
+    assert isinstance(hint.regressor, torch.nn.Linear)
+    fs, ft = torch.randn(3, 4), torch.randn(3, 6)
+    assert torch.allclose(hint(fs, ft), ((hint.regressor(fs) - ft) ** 2).mean())
+    assert isinstance(HintLoss(5, 5).regressor, torch.nn.Identity)
+
+
+def test_bad_temperatures_and_weights_are_refused_by_the_loss():
+    with pytest.raises(ValueError, match="must be > 0"):
+        KDLoss(0.0)
+
+
+# --- the method ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """A resnet8x4 teacher trained two epochs on four synthetic classes."""
+    out = tmp_path_factory.mktemp("teacher")
+    train(compose_config([*FAST, "trainer.max_epochs=2"], out))
+    return out
+
+
+def student_cfg(fast_cfg, teacher: Path | str, *overrides: str, output_dir: Path | None = None):
+    return fast_cfg(
+        "method=distill", "net=resnet8", f"method.teacher_ckpt={teacher}", *overrides, output_dir=output_dir
+    )
+
+
+def build_student(cfg) -> tuple[DistillModule, object]:
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup()
+    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
+    module = hydra.utils.instantiate(cfg.method, _partial_=True)(net=net, metadata={"net": to_plain(cfg.net)})
+    return module, datamodule
+
+
+def test_the_teacher_is_frozen_unchanged_and_left_out_of_the_student(fast_cfg, teacher_run):
+    cfg = student_cfg(fast_cfg, teacher_run, "trainer.max_epochs=2")
+    summary = train(cfg)
+    teacher_state = torch.load(next((teacher_run / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)
+    saved = torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+    assert not any(k.startswith("teacher.") for k in saved)  # the student's checkpoint is the student
+    assert "train/kd" in summary["final"] and "train/teacher_agreement" in summary["final"]
+    assert 0 <= summary["final"]["test/teacher_acc"] <= 1
+
+    module, _ = build_student(cfg)
+    assert all(not p.requires_grad for p in module.teacher.parameters())
+    optimised = {id(p) for g in module.parameter_groups() for p in g["params"]}
+    assert not optimised & {id(p) for p in module.teacher.parameters()}
+    # teacher weights and BatchNorm statistics after training equal the teacher checkpoint's
+    module.train()
+    assert not module.teacher.training
+    for key, value in module.teacher.state_dict().items():
+        assert torch.equal(value, teacher_state["state_dict"][f"net.{key}"]), key
+
+
+def test_teacher_bn_statistics_do_not_move_during_training_steps(fast_cfg, teacher_run):
+    module, datamodule = build_student(student_cfg(fast_cfg, teacher_run))
+    before = {k: v.clone() for k, v in module.teacher.state_dict().items()}
+    module.train()
+    optimizer = torch.optim.SGD([p for g in module.parameter_groups() for p in g["params"]], lr=0.1)
+    for images, labels in datamodule.train_dataloader():
+        terms, _, _ = module.training_loss((images, labels))
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    for key, value in module.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_cached_teacher_logits_give_the_same_loss_as_the_live_teacher(fast_cfg, teacher_run, tmp_path):
+    cached_cfg = student_cfg(
+        fast_cfg, teacher_run, "method.teacher_input=clean", "method.cache_teacher_logits=true"
+    )
+    module, datamodule = build_student(cached_cfg)
+    dataset = datamodule.clean_train_dataset()
+    module.clean_teacher_logits = module.compute_clean_logits(dataset)
+    positions = torch.arange(8)
+    images = torch.stack([dataset[i][0] for i in range(8)])
+    labels = torch.stack([dataset[i][1] for i in range(8)])
+    module.eval()
+    cached_terms, _, _ = module.training_loss((images, labels, positions))
+    module.teacher_input = "augmented"  # the live teacher on the same (clean) images
+    live_terms, _, _ = module.training_loss((images, labels))
+    assert torch.allclose(cached_terms["kd"], live_terms["kd"], atol=1e-5)
+    assert torch.allclose(cached_terms["loss"], live_terms["loss"], atol=1e-5)
+
+
+def test_teacher_logits_are_cached_on_disk_and_reused_across_runs(fast_cfg, teacher_run, tmp_path):
+    overrides = ["method.teacher_input=clean", "method.cache_teacher_logits=true"]
+    first = train(student_cfg(fast_cfg, teacher_run, *overrides, output_dir=tmp_path / "a"))
+    cache_files = list((tmp_path / "a" / "logs" / "cache" / "teacher_logits").glob("*.pt"))
+    assert len(cache_files) == 1
+    logits = torch.load(cache_files[0], weights_only=True)
+    assert logits.shape == (116, 4)  # one row per training image of the student
+    stamp = cache_files[0].stat().st_mtime_ns
+    second_cfg = student_cfg(fast_cfg, teacher_run, *overrides, "seed=1", output_dir=tmp_path / "b")
+    second_cfg.paths.log_dir = str(tmp_path / "a" / "logs")  # the same sweep's cache
+    second = train(second_cfg)
+    assert cache_files[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    assert first["global_step"] == second["global_step"] > 0
+
+
+def test_a_pipeline_trains_the_teacher_stage_with_its_own_net(fast_cfg):
+    cfg = fast_cfg(
+        "method=distill",
+        "net=resnet8",
+        "source=synthetic",
+        "source.data.image_size=16",
+        "+source.net={_target_: transferlab.nets.resnet8x4}",
+        "source.pass_to=method.teacher_ckpt",
+    )
+    summary = train(cfg)
+    (manifest,) = Path(cfg.paths.cache_dir).glob("source/*/checkpoints/manifest.json")
+    assert '"_target_": "transferlab.nets.resnet8x4"' in manifest.read_text()
+    assert "train/kd" in summary["final"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (["method.temperature=0"], ConfigError, r"method.temperature=0 must be > 0"),
+        (["method.alpha=1.5"], ConfigError, r"method.alpha=1.5 must be in \[0, 1\]"),
+        (["method.alpha=-0.1"], ConfigError, r"method.alpha=-0.1 must be in \[0, 1\]"),
+        (["method.cache_teacher_logits=true"], ConfigError, r"needs method.teacher_input=clean"),
+        (["data.num_classes=3"], CheckpointError, r"teacher .* has 4 classes but the student has 3"),
+    ],
+    ids=["temperature", "alpha-above", "alpha-below", "cache-augmented", "class-count"],
+)
+def test_bad_input_is_refused_with_a_clear_message(fast_cfg, teacher_run, overrides, error, message):
+    with pytest.raises(error, match=message):
+        build_student(student_cfg(fast_cfg, teacher_run, *overrides))
+
+
+def test_a_missing_teacher_checkpoint_is_a_clear_error(fast_cfg, tmp_path):
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: method.teacher_ckpt="):
+        build_student(student_cfg(fast_cfg, tmp_path / "no_teacher.ckpt"))
