@@ -1,6 +1,18 @@
 """Losses and regularizers, each an nn.Module whose docstring states its formula."""
 
 from transferlab.losses.distillation import HintLoss, KDLoss
+from transferlab.losses.domain import GradientReversal, annealed_lr_factor, grl_coefficient, reverse_gradient
 from transferlab.losses.regularizers import L2, L2SP, NoRegularizer, ParameterRegularizer
 
-__all__ = ["L2", "L2SP", "HintLoss", "KDLoss", "NoRegularizer", "ParameterRegularizer"]
+__all__ = [
+    "L2",
+    "L2SP",
+    "GradientReversal",
+    "HintLoss",
+    "KDLoss",
+    "NoRegularizer",
+    "ParameterRegularizer",
+    "annealed_lr_factor",
+    "grl_coefficient",
+    "reverse_gradient",
+]

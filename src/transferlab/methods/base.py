@@ -7,6 +7,7 @@ is plain classification of the net's logits and lives here once.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -75,19 +76,21 @@ class ClassificationModule(L.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         return terms["loss"]
 
-    def _evaluate(self, batch: Any, metrics: MetricCollection, prefix: str) -> None:
-        images, labels = batch
+    def evaluate_batch(self, batch: Any, metrics: MetricCollection, loss_name: str) -> None:
+        """Classify a labelled batch: log its cross-entropy as ``loss_name`` and update ``metrics``."""
+        images, labels = batch[:2]
         logits = self(images)
         loss = nn.functional.cross_entropy(logits, labels)
         metrics.update(logits, labels)
-        self.log(f"{prefix}/loss", loss, batch_size=labels.shape[0], sync_dist=True)
-        self.log_dict(metrics, batch_size=labels.shape[0])
+        batch_size = labels.shape[0]
+        self.log(loss_name, loss, batch_size=batch_size, sync_dist=True, add_dataloader_idx=False)
+        self.log_dict(metrics, batch_size=batch_size, add_dataloader_idx=False)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        self.evaluate_batch(batch, self.val_metrics, "val/loss")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        self.evaluate_batch(batch, self.test_metrics, "test/loss")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; methods override this to set per-group options."""
@@ -101,7 +104,7 @@ class ClassificationModule(L.LightningModule):
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        scheduler = self.scheduler_factory(optimizer, **self._run_length(self.scheduler_factory))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -110,6 +113,13 @@ class ClassificationModule(L.LightningModule):
                 "name": "lr",
             },
         }
+
+    def _run_length(self, factory: SchedulerFactory) -> dict[str, int]:
+        """``total_steps`` for schedulers that need the run's length (OneCycleLR, DANN's annealing)."""
+        func = getattr(factory, "func", factory)
+        if "total_steps" in inspect.signature(func).parameters:
+            return {"total_steps": int(self.trainer.estimated_stepping_batches)}
+        return {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferlab"] = self.metadata
