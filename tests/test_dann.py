@@ -157,3 +157,14 @@ def test_the_method_pickles_for_ddp_spawn(fast_cfg):
     module = hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
     clone = pickle.loads(pickle.dumps(module))
     assert clone.lam == module.lam and clone.discriminator[0].in_features == net.feature_dim
+
+
+def test_eval_of_a_dann_checkpoint_reports_the_target_accuracy(fast_cfg, tmp_path):
+    from conftest import compose_config
+    from transferlab.eval import evaluate
+
+    trained = train(fast_cfg(*PAIR))
+    eval_cfg = compose_config([f"ckpt_path={trained['best']['ckpt_path']}"], tmp_path / "eval", "eval")
+    evaluated = evaluate(eval_cfg)
+    # eval runs the whole target test split; training's test was limited to two batches
+    assert 0 <= evaluated["final"]["test/acc"] <= 1 and "test/source_acc" not in evaluated["final"]

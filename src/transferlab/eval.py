@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on the test split: ``python -m transferlab.eval ckpt_path=...``.
 
 The net and the data come from the checkpoint's own metadata; ``data=...`` overrides the data
-(for example to evaluate on a local copy), as long as the classes match.
+(for example to evaluate on a local copy), as long as the classes match. A domain pair is
+evaluated on its target domain.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.methods.base import ClassificationModule
 from transferlab.utils.checkpoint import build_net, checkpoint_metadata, load_checkpoint
 from transferlab.utils.config import register_resolvers
@@ -33,6 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(metadata["data"])
     datamodule = hydra.utils.instantiate(data_cfg)
+    if isinstance(datamodule, DomainPairDataModule):  # adaptation is judged on the target
+        datamodule = datamodule.target
     datamodule.prepare_data()
     datamodule.setup("test")
     if datamodule.class_names != metadata["class_names"]:
