@@ -22,12 +22,13 @@ def read_metrics(run_dir: Path) -> dict:
     "data",
     [
         ["data=synthetic"],
+        ["data=synthetic", "trainer.precision=bf16-mixed"],
         ["data=digits"],
         ["data=imagefolder", "data.root={tree}"],
         ["data=cifar10", "data.root={cifar10}", "data.download=false"],
         ["data=cifar100", "data.root={cifar100}", "data.download=false"],
     ],
-    ids=["synthetic", "digits", "imagefolder", "cifar10", "cifar100"],
+    ids=["synthetic", "synthetic-bf16", "digits", "imagefolder", "cifar10", "cifar100"],
 )
 def test_fast_dev_run_of_every_datamodule(fast_cfg, tmp_path, skip_cifar_checksums, data):
     roots = {
