@@ -114,3 +114,50 @@ def skip_cifar_checksums(monkeypatch):
     from torchvision.datasets import cifar
 
     monkeypatch.setattr(cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+
+
+def write_mnist(root: Path, per_class: int = 3) -> Path:
+    """MNIST's raw IDX files (the format torchvision reads), with random digits."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        labels = np.repeat(np.arange(10), per_class).astype(np.uint8)
+        images = rng.integers(0, 255, (len(labels), 28, 28), dtype=np.uint8)
+        header = np.array([0x803, len(labels), 28, 28], dtype=">i4").tobytes()
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            np.array([0x801, len(labels)], dtype=">i4").tobytes() + labels.tobytes()
+        )
+    return root
+
+
+def write_usps(root: Path, per_class: int = 3) -> Path:
+    """USPS as torchvision reads it: bz2-compressed libsvm lines, labels 1..10, pixels in [-1, 1]."""
+    import bz2
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("usps.bz2", "usps.t.bz2"):
+        lines = []
+        for label in np.repeat(np.arange(10), per_class):
+            pixels = rng.uniform(-1, 1, 256)
+            lines.append(f"{label + 1} " + " ".join(f"{i + 1}:{v:.4f}" for i, v in enumerate(pixels)))
+        (root / name).write_bytes(bz2.compress(("\n".join(lines) + "\n").encode()))
+    return root
+
+
+def write_stl10(root: Path, per_class: int = 2) -> Path:
+    """STL-10's binary files (labels 1..10, images 3x96x96 column-major)."""
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    (folder / "class_names.txt").write_text("\n".join(names) + "\n")
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        labels = np.repeat(np.arange(1, 11), per_class).astype(np.uint8)
+        (folder / f"{split}_y.bin").write_bytes(labels.tobytes())
+        (folder / f"{split}_X.bin").write_bytes(
+            rng.integers(0, 255, len(labels) * 3 * 96 * 96, dtype=np.uint8).tobytes()
+        )
+    return root

@@ -197,3 +197,40 @@ def test_global_batch_size_must_divide_over_devices():
     assert per_device_batch_size(128, 4) == 32
     with pytest.raises(ConfigError, match=r"data.batch_size=100.*over 3 devices"):
         per_device_batch_size(100, 3)
+
+
+def test_mnist_and_usps_read_torchvision_formats_as_rgb_digits(tmp_path: Path):
+    from conftest import write_mnist, write_usps
+    from transferlab.data import MNISTDataModule, USPSDataModule
+
+    mnist = MNISTDataModule(
+        root=str(write_mnist(tmp_path / "m")), download=False, val_fraction=0.34, image_size=16
+    )
+    mnist.setup()
+    usps = USPSDataModule(
+        root=str(write_usps(tmp_path / "u")), download=False, val_fraction=0.34, image_size=16
+    )
+    usps.setup()
+    assert mnist.class_names == usps.class_names == [str(d) for d in range(10)]
+    for dm in (mnist, usps):
+        images, _ = next(iter(dm.train_dataloader()))
+        assert images.shape[1:] == (3, 16, 16) and len(dm.datasets["test"]) == 30
+    with pytest.raises(DataError, match=r"point data\.root"):
+        USPSDataModule(root=str(tmp_path / "none"), download=False).setup()
+
+
+def test_stl10_lines_up_with_cifar10_names(tmp_path: Path, monkeypatch):
+    from torchvision.datasets import stl10
+
+    from conftest import write_stl10
+    from transferlab.data import STL10DataModule
+
+    monkeypatch.setattr(
+        stl10, "check_integrity", lambda path, md5=None: Path(path).is_file() or "unlabeled" in path
+    )
+    shared = ["airplane", "automobile", "bird", "cat", "deer", "dog", "horse", "ship", "truck"]
+    dm = STL10DataModule(root=str(write_stl10(tmp_path)), download=False, classes=shared, val_fraction=0.5)
+    dm.setup()
+    assert dm.class_names == shared  # 'car' read as 'automobile', 'monkey' left out
+    images, _ = next(iter(dm.val_dataloader()))
+    assert images.shape[1:] == (3, 32, 32) and len(dm.datasets["test"]) == 18
