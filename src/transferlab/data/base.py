@@ -1,0 +1,262 @@
+"""The base LightningDataModule: class subsets, per-class sampling, splits, transforms, loaders.
+
+A concrete datamodule only says how to read its raw splits (``load_splits``); everything a
+researcher tunes (which classes, how many images per class, augmentation, batch size) is here,
+once, and behaves the same for every dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from transferlab.data.selection import class_mapping, select_classes, split_per_class, take_per_class
+from transferlab.utils.errors import ConfigError, DataError
+
+
+@dataclass
+class RawSplit:
+    """One split as stored: ``images[i]`` is a PIL image or a uint8 (C, H, W) tensor."""
+
+    images: Sequence[Any]
+    targets: np.ndarray
+    class_names: list[str]
+
+
+class LabelledImages(Dataset):
+    """A view of some images of a raw split, with new labels and a transform.
+
+    Items are ``(image, label)``, or ``(image, label, position)`` with ``with_index`` (methods
+    that cache per-image values, such as teacher logits, look them up by position).
+    """
+
+    def __init__(self, images: Sequence[Any], indices: np.ndarray, labels: np.ndarray, transform: Any):
+        self.images = images
+        self.indices = indices
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.transform = transform
+        self.with_index = False
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        image = self.transform(self.images[int(self.indices[i])])
+        return (image, self.labels[i], i) if self.with_index else (image, self.labels[i])
+
+    def with_transform(self, transform: Any) -> LabelledImages:
+        """The same images and labels under another transform."""
+        return LabelledImages(self.images, self.indices, self.labels.numpy(), transform)
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Train / val / test image classification data with a shared selection and transform policy.
+
+    Args:
+        batch_size: the global batch size, split evenly over the devices.
+        classes: class names to keep, in this order, as labels 0..k-1 (null: all classes).
+        train_per_class: N training images per class, chosen from ``subset_seed`` (null: all).
+        val_fraction: share of each training class carved out for validation with ``split_seed``
+            (used only when the dataset has no validation split of its own).
+        image_size: side of the square images the net sees; other sizes are resized.
+        crop_padding, hflip: training augmentation (random crop after zero padding, flips).
+        mean, std: per-channel normalisation; null computes them from the training images.
+    """
+
+    name = "dataset"
+    #: side of the stored images when all share one size (None: unknown, always resize)
+    native_size: int | None = None
+    #: per-dataset normalisation constants; None means "compute from the training images"
+    default_mean: tuple[float, ...] | None = None
+    default_std: tuple[float, ...] | None = None
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        classes: Sequence[str] | None = None,
+        train_per_class: int | None = None,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        subset_seed: int = 0,
+        image_size: int = 32,
+        crop_padding: int = 4,
+        hflip: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be a positive integer")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.classes = list(classes) if classes is not None else None
+        self.train_per_class = train_per_class
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.subset_seed = subset_seed
+        self.image_size = image_size
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+        self.mean = tuple(mean) if mean is not None else self.default_mean
+        self.std = tuple(std) if std is not None else self.default_std
+        self.datasets: dict[str, LabelledImages] = {}
+        self._class_names: list[str] | None = None
+
+    # --- what a concrete datamodule provides -------------------------------------------------
+    def load_splits(self) -> dict[str, RawSplit]:
+        """Return the raw ``train`` and ``test`` splits (and ``val`` if the dataset has one)."""
+        raise NotImplementedError
+
+    # --- the shared policy ---------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is None:
+            raise RuntimeError("call setup() before reading class_names")
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:  # idempotent: train() sets up early to size the net's head
+            return
+        raw = self.load_splits()
+        train = raw["train"]
+        source_labels = class_mapping(train.class_names, self.classes)
+        self._class_names = [train.class_names[i] for i in source_labels]
+
+        indices, labels = select_classes(train.targets, source_labels)
+        if "val" in raw:
+            val_indices, val_labels = self._select_split(raw["val"], "val")
+            val_images = raw["val"].images
+        else:
+            kept, carved = split_per_class(labels, self.val_fraction, self.split_seed)
+            val_indices, val_labels, val_images = indices[carved], labels[carved], train.images
+            indices, labels = indices[kept], labels[kept]
+        chosen = take_per_class(labels, self.train_per_class, self.subset_seed, self._class_names)
+        indices, labels = indices[chosen], labels[chosen]
+        test_indices, test_labels = self._select_split(raw["test"], "test")
+
+        if self.mean is None or self.std is None:
+            self.mean, self.std = channel_stats(train.images, indices, self.split_seed)
+        train_tf, eval_tf = self.train_transform(), self.eval_transform()
+        self.datasets = {
+            "train": LabelledImages(train.images, indices, labels, train_tf),
+            "val": LabelledImages(val_images, val_indices, val_labels, eval_tf),
+            "test": LabelledImages(raw["test"].images, test_indices, test_labels, eval_tf),
+        }
+
+    def clean_train_dataset(self) -> LabelledImages:
+        """The training images without augmentation (resize and normalisation only)."""
+        return self.datasets["train"].with_transform(self.eval_transform())
+
+    def train_fingerprint(self) -> str:
+        """A hash of exactly which training images, labels and preprocessing this run uses."""
+        train = self.datasets["train"]
+        digest = hashlib.sha256()
+        digest.update(repr((type(self).__name__, self.name, self.class_names, self.image_size,
+                            self.mean, self.std)).encode())
+        digest.update(np.ascontiguousarray(train.indices).tobytes())
+        digest.update(train.labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def _select_split(self, split: RawSplit, name: str) -> tuple[np.ndarray, np.ndarray]:
+        missing = [c for c in self.class_names if c not in split.class_names]
+        if missing:
+            raise DataError(
+                f"{self.name}: the {name} split has no class(es) {missing}; "
+                f"every selected class needs {name} images"
+            )
+        source_labels = [split.class_names.index(c) for c in self.class_names]
+        return select_classes(split.targets, source_labels)
+
+    def _resize(self) -> list[Any]:
+        if self.native_size == self.image_size:
+            return []
+        return [v2.Resize((self.image_size, self.image_size), antialias=True)]
+
+    def _finish(self) -> list[Any]:
+        return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+
+    def train_transform(self) -> v2.Compose:
+        augment: list[Any] = []
+        if self.crop_padding:
+            augment.append(v2.RandomCrop(self.image_size, padding=self.crop_padding))
+        if self.hflip:
+            augment.append(v2.RandomHorizontalFlip())
+        return v2.Compose([v2.ToImage(), *self._resize(), *augment, *self._finish()])
+
+    def eval_transform(self) -> v2.Compose:
+        return v2.Compose([v2.ToImage(), *self._resize(), *self._finish()])
+
+    # --- loaders -------------------------------------------------------------------------------
+    def make_loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        """A loader with this datamodule's settings; ``batch_size`` is global (split per device)."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        per_device = per_device_batch_size(batch_size, world_size)
+        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return DataLoader(
+            dataset,
+            batch_size=per_device,
+            shuffle=train,
+            # a last batch of one image breaks BatchNorm in training; drop only that case
+            drop_last=train and len(dataset) % per_device == 1,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=on_cuda,
+        )
+
+    def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
+        return self.make_loader(self.datasets[split], batch_size, train)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, train=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ddp_spawn pickles the datamodule into each process; rebuild the splits there instead
+        state = self.__dict__.copy()
+        state["datasets"] = {}
+        return state
+
+
+def channel_stats(
+    images: Sequence[Any], indices: np.ndarray, seed: int, max_images: int = 2000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (in [0, 1] units) over up to ``max_images`` training images."""
+    rng = np.random.default_rng(seed)
+    sample = rng.permutation(indices)[:max_images]
+    to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+    pixels = [to_tensor(images[int(i)]).flatten(1) for i in sample]
+    if not pixels:
+        raise DataError("cannot compute normalisation statistics: the training split is empty")
+    flat = torch.cat(pixels, dim=1)
+    std = flat.std(dim=1).clamp_min(1e-3)
+    return tuple(flat.mean(dim=1).tolist()), tuple(std.tolist())
+
+
+def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
+    """Split the global batch size over the devices, refusing an uneven split."""
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"data.batch_size={global_batch_size} is the global batch size and must divide "
+            f"evenly over {world_size} devices; use a multiple of {world_size}"
+        )
+    return global_batch_size // world_size

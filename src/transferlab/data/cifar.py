@@ -1,0 +1,76 @@
+"""CIFAR-10 and CIFAR-100 through torchvision (downloaded into ``root`` on first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from transferlab.data.base import ClassificationDataModule, RawSplit
+from transferlab.utils.errors import DataError
+
+
+class TorchvisionDataModule(ClassificationDataModule):
+    """A torchvision dataset with official train and test splits, downloaded on first use."""
+
+    dataset_cls: Any = datasets.CIFAR10
+    folder = "cifar-10-batches-py"
+
+    def __init__(self, root: str, download: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = str(root)
+        self.download = download
+
+    def _missing(self, reason: str) -> DataError:
+        return DataError(
+            f"{self.name} is not in '{Path(self.root) / self.folder}' ({reason}); download it "
+            f"where there is internet access, or point data.root at a folder that holds "
+            f"'{self.folder}' (e.g. data.root=/datasets/cifar)"
+        )
+
+    def prepare_data(self) -> None:
+        if not self.download:
+            return
+        try:
+            for train in (True, False):
+                self.open_split(train, download=True)
+        except (OSError, RuntimeError) as err:  # URLError is an OSError
+            raise self._missing(f"download failed: {err}") from None
+
+    def open_split(self, train: bool, download: bool) -> Any:
+        return self.dataset_cls(self.root, train=train, download=download)
+
+    def load_splits(self) -> dict[str, RawSplit]:
+        try:
+            train = self.open_split(True, download=False)
+            test = self.open_split(False, download=False)
+        except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted"
+            hint = "data.download=false" if not self.download else str(err).rstrip(".")
+            raise self._missing(hint) from None
+        return {"train": self.as_raw(train), "test": self.as_raw(test)}
+
+    def as_raw(self, dataset: Any) -> RawSplit:
+        """uint8 (N, C, H, W) images in memory: tensor transforms skip PIL entirely."""
+        images = torch.from_numpy(np.asarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
+        return RawSplit(images, np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes))
+
+
+class CIFARDataModule(TorchvisionDataModule):
+    native_size = 32
+
+
+class CIFAR10DataModule(CIFARDataModule):
+    name = "CIFAR-10"
+    default_mean = (0.4914, 0.4822, 0.4465)
+    default_std = (0.2470, 0.2435, 0.2616)
+
+
+class CIFAR100DataModule(CIFARDataModule):
+    name = "CIFAR-100"
+    dataset_cls = datasets.CIFAR100
+    folder = "cifar-100-python"
+    default_mean = (0.5071, 0.4865, 0.4409)
+    default_std = (0.2673, 0.2564, 0.2762)
