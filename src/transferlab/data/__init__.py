@@ -15,15 +15,15 @@ from transferlab.data.synthetic import SyntheticDataModule
 
 __all__ = [
     "BlendedDigitsDataModule",
-    "DomainPairDataModule",
-    "MNISTDataModule",
-    "STL10DataModule",
-    "USPSDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",
     "DigitsDataModule",
+    "DomainPairDataModule",
     "ImageFolderDataModule",
+    "MNISTDataModule",
     "RawSplit",
+    "STL10DataModule",
     "SyntheticDataModule",
+    "USPSDataModule",
 ]

@@ -166,8 +166,11 @@ class ClassificationDataModule(L.LightningDataModule):
         """A hash of exactly which training images, labels and preprocessing this run uses."""
         train = self.datasets["train"]
         digest = hashlib.sha256()
-        digest.update(repr((type(self).__name__, self.name, self.class_names, self.image_size,
-                            self.mean, self.std)).encode())
+        digest.update(
+            repr(
+                (type(self).__name__, self.name, self.class_names, self.image_size, self.mean, self.std)
+            ).encode()
+        )
         digest.update(np.ascontiguousarray(train.indices).tobytes())
         digest.update(train.labels.numpy().tobytes())
         return digest.hexdigest()[:16]

@@ -16,7 +16,9 @@ from transferlab.data.digits import DIGIT_NAMES, DigitsDataModule
 
 
 def _gray_to_rgb(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(images), dtype=torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    return (
+        torch.as_tensor(np.asarray(images), dtype=torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    )
 
 
 class MNISTDataModule(TorchvisionDataModule):

@@ -72,15 +72,11 @@ def read_tree(split_dir: Path) -> RawSplit:
     """Classes are the sorted sub-folders; every class must hold at least one image."""
     class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
     if not class_dirs:
-        raise DataError(
-            f"'{split_dir}' has no class folders; put the images in {split_dir}/<class>/<image>"
-        )
+        raise DataError(f"'{split_dir}' has no class folders; put the images in {split_dir}/<class>/<image>")
     paths: list[Path] = []
     targets: list[int] = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(
-            p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
-        )
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not files:
             raise DataError(
                 f"class folder '{class_dir}' has no images ({', '.join(IMG_EXTENSIONS)}); "

@@ -42,9 +42,7 @@ def select_classes(targets: np.ndarray, source_labels: Sequence[int]) -> tuple[n
     return keep, new_labels[keep]
 
 
-def split_per_class(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of positions 0..len(labels)-1 into (kept, carved); ``fraction`` goes to carved.
 
     Each class gives fraction * n_c images, rounded half up (at least one when fraction > 0), chosen by a
