@@ -86,6 +86,8 @@ def error_line(result: subprocess.CompletedProcess) -> str:
         "empty-class",
         "missing-cifar",
         "uneven-batch",
+        "missing-source",
+        "negative-lambda",
     ],
 )
 def test_bad_input_exits_with_one_clear_line(tmp_path: Path, overrides, expected):
