@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import hydra
@@ -9,6 +10,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, compose_config
+from transferlab.pipeline import source_stage_config
 
 
 def fill_missing_root(cfg: DictConfig) -> DictConfig:
@@ -29,6 +31,15 @@ def test_there_are_experiments_and_the_source_ones_exist():
     assert {"cifar10_source", "digits_source", "imagefolder_source"} <= set(EXPERIMENTS)
 
 
+def accepted_arguments(cls: type) -> set[str]:
+    """Keyword arguments a method's constructor takes, through its ``**kwargs`` chain."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= set(inspect.signature(klass.__init__).parameters)
+    return names
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     cfg = fill_missing_root(compose_config([f"experiment={experiment}"], tmp_path))
@@ -37,7 +48,17 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     net = hydra.utils.instantiate(cfg.net, num_classes=3)
     assert net.num_classes == 3
     hydra.utils.instantiate(cfg.data)
-    hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
+    method_cls = hydra.utils.get_class(cfg.method._target_)
+    unknown = set(cfg.method) - {"_target_"} - accepted_arguments(method_cls)
+    assert not unknown, f"{experiment}: {method_cls.__name__} does not take {unknown}"
+    if cfg.get("source"):  # a pipeline: its source stage must build too, and feed a known key
+        stage = source_stage_config(cfg)
+        hydra.utils.instantiate(stage.data)
+        stage_net = hydra.utils.instantiate(stage.net, num_classes=3)
+        hydra.utils.instantiate(stage.method, _partial_=True)(net=stage_net)
+        assert cfg.source.pass_to.split(".")[-1] in accepted_arguments(method_cls)
+    else:
+        hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
 
 
 @pytest.mark.parametrize(
