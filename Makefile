@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README):
-#   make demo   set up .venv, install the project, run the main job on offline data
+#   make demo   set up .venv, install the project, run the main job (the transfer story) on offline data
 #   make test   set up .venv, install the project, lint and run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m transferlab.train experiment=digits_source
+	$(PY) -m transferlab.demo
 
 test: setup
 	$(VENV)/bin/ruff check .

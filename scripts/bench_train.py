@@ -1,13 +1,20 @@
 """Training throughput: the template's ``source`` method against a plain PyTorch loop.
 
-Both train the same net, with the same datamodule (data, transforms, batch size), optimiser and
-schedule. Images/s counts training steps only (from the first batch of an epoch to the end of its
-last step), after ``--warmup-epochs``; validation and checkpointing are timed apart, as a share of
-the template's epoch. Prints a table and writes JSON.
+Three loops train the same net with the same data, batch size, precision, optimiser and schedule:
+
+- ``plain``: a hand-written PyTorch loop over the data held on the device, augmented per batch
+  there (the airbench / hlb-CIFAR10 data path), no Lightning;
+- ``template_pil``: ``transferlab.train`` with the DataLoader path (PIL or tensor transforms in
+  ``--workers`` worker processes);
+- ``template_on_device``: ``transferlab.train`` with ``data.on_device=true``.
+
+Images/s counts training steps only (from the first batch of an epoch to the end of its last
+step), after ``--warmup-epochs``; validation and checkpointing are timed apart, as a share of the
+template's epoch. Prints a table and writes JSON.
 
     python scripts/bench_train.py                         # the article's CNN on digits, CPU
     python scripts/bench_train.py --data imagefolder --root ../shared/data/cifar10 --net resnet18 \
-        --accelerator gpu --precision bf16-mixed --batch-size 512
+        --accelerator gpu --precision bf16-mixed --channels-last --batch-size 512 --workers 8
 """
 
 from __future__ import annotations
@@ -76,24 +83,33 @@ def overrides(args: argparse.Namespace) -> list[str]:
         "~callbacks.progress_bar",
         "test=false",
         f"seed={args.seed}",
+        f"channels_last={args.channels_last}",
+        f"compile={args.compile}",
     ]
 
 
-def template_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
-    cfg = compose_config(overrides(args), out)
+def template_run(args: argparse.Namespace, out: Path, on_device: bool) -> dict[str, float]:
+    cfg = compose_config([*overrides(args), f"data.on_device={on_device}"], out)
     timer = EpochTimer()
     train(cfg, extra_callbacks=[timer])
     return summarise(timer.images, timer.train_seconds, timer.epoch_seconds, args.warmup_epochs)
 
 
 def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
-    """The loop a researcher would write by hand, on the template's own datamodule and net."""
+    """The loop a researcher would write by hand: data resident on the device, no Lightning."""
     cfg = compose_config(overrides(args), out)
     L.seed_everything(args.seed, verbose=False)
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("fit")
     net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes).to(device)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if args.compile:
+        net.compile()
+    loader = datamodule.device_loader(
+        datamodule.datasets["train"], args.batch_size, train=True, device=device
+    )
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = hydra.utils.instantiate(cfg.method.optimizer)(
@@ -105,8 +121,9 @@ def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
     for _ in range(args.epochs):
         net.train()
         count, start = 0, time.perf_counter()
-        for x, y in datamodule.train_dataloader():
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for x, y in loader:
+            if args.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 loss = torch.nn.functional.cross_entropy(net(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -144,31 +161,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternate plain/template runs")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the net (all loops)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench")
     args = parser.parse_args()
 
-    results: dict[str, list[dict[str, float]]] = {"plain": [], "template": []}
-    for repeat in range(args.repeats):
-        results["plain"].append(plain_run(args, args.out / f"plain_{repeat}"))
-        results["template"].append(template_run(args, args.out / f"template_{repeat}"))
-    plain = statistics.median(r["images_per_s"] for r in results["plain"])
-    template = statistics.median(r["images_per_s"] for r in results["template"])
-    share = statistics.median(r["eval_and_checkpoint_share"] for r in results["template"])
+    loops = {
+        "plain": lambda out: plain_run(args, out),
+        "template_pil": lambda out: template_run(args, out, on_device=False),
+        "template_on_device": lambda out: template_run(args, out, on_device=True),
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in loops}
+    for repeat in range(args.repeats):  # alternate the loops, so drifts in speed hit all alike
+        for name, run in loops.items():
+            results[name].append(run(args.out / f"{name}_{repeat}"))
+    rate = {name: statistics.median(r["images_per_s"] for r in runs) for name, runs in results.items()}
+    share = {
+        name: statistics.median(r["eval_and_checkpoint_share"] for r in runs)
+        for name, runs in results.items()
+        if name != "plain"
+    }
     report = {
         "config": {k: str(v) for k, v in vars(args).items()},
         "device": torch.cuda.get_device_name()
         if args.accelerator == "gpu"
         else f"cpu x{torch.get_num_threads()}",
-        "plain_images_per_s": plain,
-        "template_images_per_s": template,
-        "ratio": template / plain,
-        "template_eval_and_checkpoint_share_of_epoch": share,
+        "images_per_s": rate,
+        "ratio_to_plain": {name: rate[name] / rate["plain"] for name in rate},
+        "eval_and_checkpoint_share_of_epoch": share,
         "runs": results,
     }
-    print(f"\n{'loop':<10}{'images/s':>12}")
-    print(f"{'plain':<10}{plain:>12.1f}\n{'template':<10}{template:>12.1f}")
-    print(f"ratio template/plain: {template / plain:.3f} (val + checkpoint: {share:.1%} of an epoch)")
+    print(f"\n{'loop':<20}{'images/s':>12}{'x plain':>10}{'val+ckpt share':>16}")
+    for name in loops:
+        extra = f"{share[name]:>16.1%}" if name in share else f"{'':>16}"
+        print(f"{name:<20}{rate[name]:>12.1f}{rate[name] / rate['plain']:>10.3f}{extra}")
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"bench_{args.net}_{args.data}_{args.accelerator}.json"
     target.write_text(json.dumps(report, indent=2))

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, compose_config
 from transferlab.pipeline import source_stage_config
+from transferlab.utils.schema import validate_config
 
 
 def fill_missing_root(cfg: DictConfig) -> DictConfig:
@@ -44,6 +45,7 @@ def accepted_arguments(cls: type) -> set[str]:
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     cfg = fill_missing_root(compose_config([f"experiment={experiment}"], tmp_path))
     assert cfg.task_name == experiment
+    validate_config(cfg)  # every key is an option of what it builds, with the right type
     # the objects it names exist and accept the configured arguments
     net = hydra.utils.instantiate(cfg.net, num_classes=3)
     assert net.num_classes == 3
@@ -63,11 +65,16 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("group", "option"),
-    [(g, o) for g in ("data", "net", "trainer", "logger", "callbacks", "debug") for o in options(g)],
+    [
+        (g, o)
+        for g in ("data", "net", "trainer", "logger", "callbacks", "debug", "launcher", "hparams_search")
+        for o in options(g)
+    ],
 )
 def test_every_group_option_composes(group, option, tmp_path: Path):
     cfg = fill_missing_root(compose_config([f"{group}={option}"], tmp_path))
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    validate_config(cfg)
     if group == "net":
         assert cfg.net._target_ == f"transferlab.nets.{option}"
 

@@ -17,6 +17,8 @@ def fake_job(root: Path, number: int, overrides: list[str], acc: float | None) -
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if acc is not None:
         (job / "metrics.json").write_text(json.dumps({"final": {"test/acc": acc, "val/acc": acc - 0.1}}))
+    else:
+        (job / "failed.json").write_text(json.dumps({"error": "RuntimeError: out of memory"}))
 
 
 def test_summary_groups_by_swept_values_and_averages_over_seeds(tmp_path: Path):
@@ -40,6 +42,6 @@ def test_summary_groups_by_swept_values_and_averages_over_seeds(tmp_path: Path):
     assert rows[("0", "1")]["ci95"] == pytest.approx(12.706 * 0.14142 / 2**0.5, rel=1e-3)
     assert rows[("0.1", "4")]["failed"] == 1 and rows[("0.1", "4")]["n"] == 1  # not silently dropped
     csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 8 and sum(",failed," in line for line in csv_lines) == 1
+    assert len(csv_lines) == 1 + 8 and sum(",failed,RuntimeError" in line for line in csv_lines) == 1
     assert "| 0.1 | 4 | 1 | 1 |" in (tmp_path / "summary.md").read_text()
     assert len(result["plots"]) == 2 and all(p.stat().st_size > 0 for p in result["plots"])

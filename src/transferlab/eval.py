@@ -7,6 +7,7 @@ evaluated on its target domain.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.methods.base import ClassificationModule
 from transferlab.utils.checkpoint import build_net, checkpoint_metadata, load_checkpoint
 from transferlab.utils.config import register_resolvers
-from transferlab.utils.entry import log, silence_known_warnings, user_errors
+from transferlab.utils.entry import check_override_keys, log, silence_known_warnings, user_errors
 from transferlab.utils.errors import CheckpointError, ConfigError
 from transferlab.utils.run_files import scalar_metrics, write_json_atomic
 
@@ -46,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
 
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
-    trainer.test(ClassificationModule(net), datamodule=datamodule, verbose=False)
+    trainer.test(ClassificationModule(net, metadata=metadata), datamodule=datamodule, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     if trainer.is_global_zero:
@@ -56,10 +57,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     silence_known_warnings()
     with user_errors():
         evaluate(cfg)
+
+
+def main() -> None:
+    check_override_keys("eval", sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,8 +81,7 @@ def prepare_source(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Path:
         if done.is_file():
             log.info("source stage: reusing %s", cache)
             return cache
-        if cache.exists():  # an interrupted training left a partial run: start it again
-            shutil.rmtree(cache)
+        # an interrupted training left its last.ckpt there: train() resumes from it
         log.info("source stage: training %s", cache)
         run(source_cfg)
         if not done.is_file():

@@ -13,11 +13,16 @@ import csv
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from transferlab.utils.run_files import FAILED_FILE, finished_run
 
 # two-sided 95% Student t quantiles by degrees of freedom (1.96 beyond the table)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -31,12 +36,19 @@ def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
         for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
             job_dir = overrides_file.parent.parent
             overrides = dict(o.split("=", 1) for o in yaml.safe_load(overrides_file.read_text()) if "=" in o)
-            metrics_file = job_dir / "metrics.json"
-            record: dict[str, Any] = {"job": str(job_dir), "overrides": overrides}
-            if metrics_file.is_file():
-                record |= {"status": "done", "metrics": json.loads(metrics_file.read_text())["final"]}
-            else:
-                record |= {"status": "failed", "metrics": {}}
+            record: dict[str, Any] = {"job": str(job_dir), "overrides": overrides, "error": ""}
+            done = finished_run(job_dir)
+            failed = job_dir / FAILED_FILE
+            if done is not None:
+                record |= {"status": "done", "metrics": done["final"]}
+            elif failed.is_file():
+                record |= {
+                    "status": "failed",
+                    "metrics": {},
+                    "error": json.loads(failed.read_text())["error"],
+                }
+            else:  # killed, still running, or crashed before it could record why
+                record |= {"status": "unfinished", "metrics": {}}
             jobs.append(record)
     return jobs
 
@@ -82,23 +94,24 @@ def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
     metric_keys = sorted({k for j in jobs for k in j["metrics"]})
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", *override_keys, *metric_keys])
+        writer.writerow(["job", "status", "error", *override_keys, *metric_keys])
         for job in jobs:
             writer.writerow(
                 [
                     job["job"],
                     job["status"],
+                    job["error"],
                     *(job["overrides"].get(k, "") for k in override_keys),
                     *(job["metrics"].get(k, "") for k in metric_keys),
                 ]
             )
 
 
-def markdown(rows: list[dict[str, Any]], keys: list[str], metric: str) -> str:
+def markdown(rows: list[dict[str, Any]], keys: list[str], metric: str, jobs: list[dict[str, Any]]) -> str:
     def fmt(x: float) -> str:
         return "—" if math.isnan(x) else f"{x:.4f}"
 
-    header = [*keys, "n", "failed", f"{metric} mean ± std", "95% CI"]
+    header = [*keys, "n", "not done", f"{metric} mean ± std", "95% CI"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         ci = "—" if math.isnan(r["ci95"]) else f"[{fmt(r['mean'] - r['ci95'])}, {fmt(r['mean'] + r['ci95'])}]"
@@ -115,6 +128,10 @@ def markdown(rows: list[dict[str, Any]], keys: list[str], metric: str) -> str:
             )
             + " |"
         )
+    problems = [j for j in jobs if j["status"] != "done"]
+    if problems:
+        lines += ["", f"Jobs not done ({len(problems)} of {len(jobs)}):", ""]
+        lines += [f"- {j['status']}: `{j['job']}` {j['error']}".rstrip() for j in problems]
     return "\n".join(lines) + "\n"
 
 
@@ -165,10 +182,33 @@ def summarize(
     out_dir = out_dir or sweep_dirs[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, out_dir / "summary.csv")
-    table = markdown(rows, keys, metric)
+    table = markdown(rows, keys, metric, jobs)
     (out_dir / "summary.md").write_text(table)
     plots = plot(rows, keys, metric, out_dir) if keys else []
     return {"jobs": jobs, "keys": keys, "rows": rows, "table": table, "plots": plots}
+
+
+class SweepSummary(Callback):
+    """A Hydra callback: at the end of a multirun, summarise its directory, print the table, and
+    exit with status 1 when a job did not finish (its error is in the table and summary.csv)."""
+
+    def __init__(self, metric: str = "test/acc") -> None:
+        self.metric = metric
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
+            return
+        result = summarize([sweep_dir], self.metric)
+        print(result["table"], end="")
+        print(f"sweep summary: {sweep_dir}/summary.md, summary.csv and {len(result['plots'])} plot(s)")
+        not_done = [j for j in result["jobs"] if j["status"] != "done"]
+        if not_done:
+            print(
+                f"error: {len(not_done)} of {len(result['jobs'])} jobs did not finish (listed above)",
+                file=sys.stderr,
+            )
+            sys.exit(1)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from transferlab.data.device import DeviceLoader, to_uint8_tensor
 from transferlab.data.selection import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 
@@ -69,6 +70,10 @@ class ClassificationDataModule(L.LightningDataModule):
         image_size: side of the square images the net sees; other sizes are resized.
         crop_padding, hflip: training augmentation (random crop after zero padding, flips).
         mean, std: per-channel normalisation; null computes them from the training images.
+        on_device: hold the splits as uint8 tensors on the training device and augment each
+            batch there (``transferlab.data.device``) instead of PIL/tensor transforms in
+            DataLoader workers. The same augmentation distribution; for data that fits in
+            device memory (CIFAR-10 at 32 px: 150 MB).
     """
 
     name = "dataset"
@@ -93,6 +98,7 @@ class ClassificationDataModule(L.LightningDataModule):
         hflip: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -110,8 +116,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.hflip = hflip
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
+        self.on_device = on_device
         self.datasets: dict[str, LabelledImages] = {}
         self._class_names: list[str] | None = None
+        self._uint8: dict[tuple, torch.Tensor] = {}  # on_device: decoded splits
 
     # --- what a concrete datamodule provides -------------------------------------------------
     def load_splits(self) -> dict[str, RawSplit]:
@@ -205,8 +213,10 @@ class ClassificationDataModule(L.LightningDataModule):
         return v2.Compose([v2.ToImage(), *self._resize(), *self._finish()])
 
     # --- loaders -------------------------------------------------------------------------------
-    def make_loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+    def make_loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader | DeviceLoader:
         """A loader with this datamodule's settings; ``batch_size`` is global (split per device)."""
+        if self.on_device and isinstance(dataset, LabelledImages):
+            return self.device_loader(dataset, batch_size, train)
         world_size = self.trainer.world_size if self.trainer is not None else 1
         per_device = per_device_batch_size(batch_size, world_size)
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
@@ -221,8 +231,33 @@ class ClassificationDataModule(L.LightningDataModule):
             pin_memory=on_cuda,
         )
 
-    def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader | DeviceLoader:
         return self.make_loader(self.datasets[split], batch_size, train)
+
+    def device_loader(
+        self, dataset: LabelledImages, batch_size: int, train: bool, device: torch.device | None = None
+    ) -> DeviceLoader:
+        """``dataset`` decoded once into uint8 on the training device (or ``device``), batched
+        and augmented there."""
+        key = id(dataset.images), dataset.indices.tobytes()
+        if key not in self._uint8:
+            self._uint8[key] = to_uint8_tensor(dataset.images, dataset.indices, self.image_size)
+        trainer = self.trainer
+        world_size = trainer.world_size if trainer is not None else 1
+        return DeviceLoader(
+            self._uint8[key],
+            dataset.labels,
+            per_device_batch_size(batch_size, world_size),
+            self.mean,
+            self.std,
+            device or (trainer.strategy.root_device if trainer is not None else torch.device("cpu")),
+            train=train,
+            padding=self.crop_padding if train else 0,
+            flip=self.hflip and train,
+            with_index=dataset.with_index,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=world_size,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, train=True)
@@ -237,6 +272,7 @@ class ClassificationDataModule(L.LightningDataModule):
         # ddp_spawn pickles the datamodule into each process; rebuild the splits there instead
         state = self.__dict__.copy()
         state["datasets"] = {}
+        state["_uint8"] = {}
         return state
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision import datasets
+from torchvision.datasets import cifar as tv_cifar
 
 from transferlab.data.base import ClassificationDataModule, RawSplit
 from transferlab.utils.errors import DataError
@@ -34,11 +35,30 @@ class TorchvisionDataModule(ClassificationDataModule):
     def prepare_data(self) -> None:
         if not self.download:
             return
+        self.check_archive()
         try:
             for train in (True, False):
                 self.open_split(train, download=True)
         except (OSError, RuntimeError) as err:  # URLError is an OSError
             raise self._missing(f"download failed: {err}") from None
+
+    def check_archive(self) -> None:
+        """A downloaded archive that fails its MD5 checksum (a truncated or corrupt download) is
+        reported as such: torchvision would try to download it again, which fails offline."""
+        name, md5 = getattr(self.dataset_cls, "filename", None), getattr(self.dataset_cls, "tgz_md5", None)
+        archive = Path(self.root) / str(name)
+        if not (name and md5 and archive.is_file()) or self._extracted():
+            return
+        if not tv_cifar.check_integrity(str(archive), md5):
+            raise DataError(
+                f"{archive} fails its MD5 checksum (a truncated or corrupt download); "
+                f"delete it and run again to download it afresh"
+            )
+
+    def _extracted(self) -> bool:
+        files = getattr(self.dataset_cls, "train_list", []) + getattr(self.dataset_cls, "test_list", [])
+        folder = Path(self.root) / self.folder
+        return bool(files) and all(tv_cifar.check_integrity(str(folder / f), md5) for f, md5 in files)
 
     def open_split(self, train: bool, download: bool) -> Any:
         return self.dataset_cls(self.root, train=train, download=download)

@@ -71,13 +71,16 @@ class STL10DataModule(TorchvisionDataModule):
 
 class BlendedDigitsDataModule(DigitsDataModule):
     """scikit-learn's digits blended with colour patches, |patch − digit| per channel, as MNIST-M
-    blends MNIST with photo crops. A shifted domain with the same ten classes and splits."""
+    blends MNIST with photo crops. A shifted domain with the same ten classes and splits.
+    ``patch_max`` ∈ (0, 1] scales the patches' brightness (1: any colour, which can hide a
+    stroke in a channel; 0.5: dark patches, so the strokes keep their contrast)."""
 
     name = "blended digits"
 
-    def __init__(self, blend_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, blend_seed: int = 0, patch_max: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.blend_seed = blend_seed
+        self.patch_max = patch_max
 
     def load_splits(self) -> dict[str, RawSplit]:
         splits = super().load_splits()
@@ -86,7 +89,8 @@ class BlendedDigitsDataModule(DigitsDataModule):
             digits = split.images.float()
             n, _, h, w = digits.shape
             # smooth random colour fields: 2x2 colours upsampled, plus a little texture
-            patches = F.interpolate(torch.rand(n, 3, 2, 2, generator=g) * 255, size=(h, w), mode="bilinear")
+            colours = torch.rand(n, 3, 2, 2, generator=g) * 255 * self.patch_max
+            patches = F.interpolate(colours, size=(h, w), mode="bilinear")
             patches = (patches + 20 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 255)
             blended = (patches - digits).abs().round().to(torch.uint8)
             splits[name] = RawSplit(blended, split.targets, split.class_names)

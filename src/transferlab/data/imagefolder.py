@@ -23,8 +23,14 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Image.Image:
-        with Image.open(self.paths[i]) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(self.paths[i]) as image:
+                return image.convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise DataError(
+                f"cannot read image {self.paths[i]} ({type(err).__name__}: {err}); "
+                f"replace the file or delete it"
+            ) from None
 
 
 class ImageFolderDataModule(ClassificationDataModule):

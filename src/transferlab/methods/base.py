@@ -13,11 +13,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from transferlab.nets.base import Classifier
+from transferlab.utils.errors import TrainingError
+from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -60,9 +63,25 @@ class ClassificationModule(L.LightningModule):
         self.train_metrics = accuracy_metrics(num_classes, "train/")
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.class_accuracy: dict[str, float] = {}  # filled at test time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def use_channels_last(self) -> None:
+        """Weights and input batches in channels_last layout (faster convolutions on GPUs)."""
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not getattr(self, "channels_last", False):
+            return batch
+        return apply_to_collection(
+            batch,
+            torch.Tensor,
+            lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t,
+        )
 
     def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""
@@ -70,14 +89,23 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         terms, logits, labels = self.training_loss(batch)
+        if not torch.isfinite(terms["loss"]):  # stop before the optimiser steps on it
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise TrainingError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}; "
+                f"lower the learning rate (method.optimizer.lr) or check the data"
+            )
         self.train_metrics.update(logits.detach(), labels)
         batch_size = labels.shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         return terms["loss"]
 
-    def evaluate_batch(self, batch: Any, metrics: MetricCollection, loss_name: str) -> None:
-        """Classify a labelled batch: log its cross-entropy as ``loss_name`` and update ``metrics``."""
+    def evaluate_batch(
+        self, batch: Any, metrics: MetricCollection, loss_name: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify a labelled batch: log its cross-entropy as ``loss_name``, update ``metrics``,
+        return the logits and labels."""
         images, labels = batch[:2]
         logits = self(images)
         loss = nn.functional.cross_entropy(logits, labels)
@@ -85,12 +113,35 @@ class ClassificationModule(L.LightningModule):
         batch_size = labels.shape[0]
         self.log(loss_name, loss, batch_size=batch_size, sync_dist=True, add_dataloader_idx=False)
         self.log_dict(metrics, batch_size=batch_size, add_dataloader_idx=False)
+        return logits, labels
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self.evaluate_batch(batch, self.val_metrics, "val/loss")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.evaluate_batch(batch, self.test_metrics, "test/loss")
+        self.test_confusion.update(*self.evaluate_batch(batch, self.test_metrics, "test/loss"))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        """Per-class test accuracy (``test/class_acc/<name>``) and the confusion matrix: a PNG and
+        a CSV in the run directory, and an image in TensorBoard."""
+        matrix = self.test_confusion.compute()  # synced over devices
+        if int(matrix.sum()) == 0:
+            return
+        names = [str(n) for n in self.metadata.get("class_names") or range(len(matrix))]
+        accuracy = per_class_accuracy(matrix).tolist()
+        # not self.log: a hundred classes would flood the results table; metrics.json has them
+        self.class_accuracy = {n: a for n, a in zip(names, accuracy, strict=True) if a == a}
+        if self.trainer.is_global_zero:
+            figure = write_confusion_matrix(matrix.cpu(), names, self.trainer.default_root_dir)
+            for logger in self.loggers:
+                logger.log_metrics(
+                    {f"test/class_acc/{n}": a for n, a in self.class_accuracy.items()}, step=self.global_step
+                )
+                if hasattr(logger.experiment, "add_figure"):
+                    logger.experiment.add_figure("test/confusion_matrix", figure, self.global_step)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; methods override this to set per-group options."""

@@ -105,7 +105,7 @@ class DANNModule(ClassificationModule):
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if dataloader_idx == 0:  # the target: the accuracy domain adaptation is judged by
-            self.evaluate_batch(batch, self.test_metrics, "test/loss")
+            self.test_confusion.update(*self.evaluate_batch(batch, self.test_metrics, "test/loss"))
         else:
             self.evaluate_batch(batch, self.test_source_metrics, "test/source_loss")
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
@@ -28,12 +30,32 @@ def run_uid() -> str:
     return f"{os.getpid():x}{secrets.token_hex(2)}"
 
 
+def sweep_name() -> str:
+    """A sweep directory name fixed by the command line's overrides (sorted): the same ``-m``
+    command finds the same directory again. Readable start, then a hash of the whole list.
+
+    Read from ``sys.argv`` once, in the process that launches the sweep (the resolver is cached
+    and Hydra copies the cache into every job's config); how the jobs run (``launcher``,
+    ``hydra.*``) is not part of the name.
+    """
+    items = sorted(
+        arg
+        for arg in sys.argv[1:]
+        if "=" in arg and not arg.startswith("-") and not arg.lstrip("+~").startswith(("hydra", "launcher="))
+    )
+    readable = ",".join(items).replace("/", "-").replace(" ", "")[:60] or "defaults"
+    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()[:8]
+    return f"{readable}_{digest}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", project_root, use_cache=True)
     if not OmegaConf.has_resolver("run_uid"):
         # cached: every read of hydra.run.dir within one process gives the same directory
         OmegaConf.register_new_resolver("run_uid", run_uid, use_cache=True)
+    if not OmegaConf.has_resolver("sweep_name"):
+        OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True)
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
@@ -57,11 +79,16 @@ def instantiate_dict(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(conf) for conf in group.values() if conf and "_target_" in conf]
 
 
-def instantiate_callbacks(cfg: DictConfig | None, with_logger: bool = True) -> list[Callback]:
-    """The configured callbacks; a learning-rate monitor needs a logger and is dropped without."""
+def instantiate_callbacks(
+    cfg: DictConfig | None, with_logger: bool = True, with_progress_bar: bool = True
+) -> list[Callback]:
+    """The configured callbacks; a learning-rate monitor needs a logger and is dropped without
+    one, and a progress bar is dropped when the trainer has ``enable_progress_bar=false``."""
     callbacks = instantiate_dict(cfg)
     if not with_logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not with_progress_bar:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return callbacks
 
 
@@ -74,3 +101,16 @@ def to_plain(cfg: DictConfig | None) -> dict[str, Any]:
     if cfg is None:
         return {}
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def log_final_hparams(
+    loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, Any], best: dict[str, Any]
+) -> None:
+    """Write the run's hyperparameters with its final metrics to TensorBoard's HParams view, so
+    the jobs of a sweep sit side by side there (``hparams/<metric>``: final values, and the best
+    value of every monitored metric)."""
+    values = {f"hparams/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+    values |= {f"hparams/{k}_best": v for k, v in best.items() if isinstance(v, float)}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger) and values:
+            logger.log_hyperparams(hparams, metrics=values)

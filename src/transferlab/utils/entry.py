@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from transferlab.utils.errors import TransferlabError
+from transferlab.utils.run_files import FAILED_FILE, write_failed
 
 log = logging.getLogger("transferlab")
 
@@ -20,6 +23,8 @@ def silence_known_warnings() -> None:
         ".*The number of training batches.*smaller than the logging interval.*",
         ".*Checkpoint directory .* exists and is not empty.*",  # resuming into the same run
         ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",  # inside Lightning, not ours
+        # the module's hook (channels_last batches) is meant to be the one that runs
+        ".*overridden `on_after_batch_transfer` in `LightningModule` but have passed in a.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     # an advertisement for a cloud service, printed by every run that saves checkpoints
@@ -34,5 +39,98 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except TransferlabError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's own message; for an error re-raised from a DataLoader worker (whose message
+    is the worker's traceback) the original message, which is its last line."""
+    message = str(err).strip()
+    if "Original Traceback" in message:
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
+
+
+class Outcome:
+    """Whether the work inside ``record_failure`` failed (and was recorded)."""
+
+    failed = False
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextmanager
+def record_failure(output_dir: str | Path) -> Iterator[Outcome]:
+    """Write ``failed.json`` (the error and its traceback) for a run that raises.
+
+    In a multirun the sweep goes on with its other jobs: the error is logged in one line and
+    the job is left marked failed (summaries list it so). A single run re-raises the error.
+    """
+    outcome = Outcome()
+    try:
+        yield outcome
+    except Exception as err:
+        write_failed(output_dir, err, traceback.format_exc())
+        if not in_multirun():
+            raise
+        outcome.failed = True
+        log.error(
+            "job failed: %s: %s (see %s)", type(err).__name__, one_line(err), Path(output_dir) / FAILED_FILE
+        )
+
+
+def check_override_keys(config_name: str, args: list[str]) -> None:
+    """Refuse a command-line override of a key the config does not have, listing the valid keys.
+
+    Hydra's own error for ``method.lamda=0.1`` names neither the valid keys nor the node; this
+    composes the config with the group choices of ``args`` (the first value of a sweep) and looks
+    every plain ``key=value`` override up in it. Anything it cannot judge is left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import DictConfig, OmegaConf
+
+    from transferlab.utils.config import compose_config, project_root
+
+    if any(a in ("-cn", "--config-name", "-cp", "--config-path") or a.startswith("--config") for a in args):
+        return
+    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # a syntax error: Hydra reports it
+        return
+    conf_dir = Path(project_root()) / "conf"
+    structural, values = [], []
+    for override, text in zip(overrides, candidates, strict=True):
+        key = override.key_or_group
+        if override.is_hydra_override() or override.package is not None:
+            continue
+        if (conf_dir / key).is_dir() or override.is_add() or override.is_delete() or override.is_force_add():
+            first = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else None
+            structural.append(f"{text.split('=', 1)[0]}={first}" if first is not None else text)
+        else:
+            values.append(key)
+    if not values:
+        return
+    try:
+        cfg = compose_config(structural, output_dir=".", config_name=config_name)
+    except Exception:
+        return
+    for key in values:
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+        if not isinstance(parent, DictConfig) or name in parent.keys():  # noqa: SIM118 (a "???" value is not "in")
+            continue
+        valid = ", ".join(sorted(str(k) for k in parent if not str(k).startswith("_")))
+        where = f"under {parent_key}" if parent_key else "at the top level"
+        print(
+            f"error: {key} is not in the config; valid keys {where}: {valid} "
+            f"(to add a new key on purpose: +{key}=...)",
+            file=sys.stderr,
+        )
         sys.exit(1)

@@ -15,3 +15,7 @@ class DataError(TransferlabError):
 
 class CheckpointError(TransferlabError):
     """A checkpoint is missing, untrusted, or does not match what the run expects."""
+
+
+class TrainingError(TransferlabError):
+    """Training cannot go on (a non-finite loss)."""

@@ -16,14 +16,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``:
-    a reader sees the old file or the new one, never half of one."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it
+    over ``path``: a reader (or a resume after ``kill -9``) sees the old file or the new one,
+    never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -90,3 +93,24 @@ def training_progress(trainer: Trainer, last_ckpt_path: str | None) -> dict[str,
 
 def write_tensor_atomic(path: str | Path, tensor: torch.Tensor) -> None:
     write_atomic(path, lambda tmp: torch.save(tensor, tmp))
+
+
+# --- run status: what a relaunched sweep reads to skip, resume or retry a job ------------------
+DONE_FILE = "metrics.json"  # written last, only by a finished run: the done marker
+FAILED_FILE = "failed.json"
+RUN_FILE = "run.json"
+
+
+def finished_run(output_dir: str | Path) -> dict[str, Any] | None:
+    """The metrics of a finished run in ``output_dir``, or None."""
+    path = Path(output_dir) / DONE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_failed(output_dir: str | Path, error: BaseException, trace: str) -> None:
+    """Record why a run failed (summaries list it as failed, with this message)."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    write_json_atomic(
+        Path(output_dir) / FAILED_FILE,
+        {"status": "failed", "error": f"{type(error).__name__}: {message}", "traceback": trace},
+    )

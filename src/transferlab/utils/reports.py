@@ -1,0 +1,49 @@
+"""Test-time reports: per-class accuracy and the confusion matrix, as files and figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
+    """Recall of each class, C[i, i] / Σ_j C[i, j], from a (K, K) confusion matrix whose rows are
+    the true classes; NaN for a class with no examples."""
+    confusion = confusion.double()
+    return confusion.diagonal() / confusion.sum(dim=1)
+
+
+def write_confusion_matrix(confusion: torch.Tensor, names: list[str], out_dir: str | Path) -> Any:
+    """Write ``confusion_matrix.csv`` (counts, rows = true class) and ``confusion_matrix.png``
+    (rows normalised) into ``out_dir``; return the matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = confusion.long().tolist()
+    with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *names])
+        writer.writerows([name, *row] for name, row in zip(names, counts, strict=True))
+
+    rates = confusion.double() / confusion.sum(dim=1, keepdim=True).clamp_min(1)
+    size = min(3 + 0.35 * len(names), 16)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    if len(names) <= 20:
+        ax.set_xticks(range(len(names)), names, rotation=90)
+        ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test accuracy per class: mean {per_class_accuracy(confusion).nanmean():.3f}")
+    fig.tight_layout()
+    fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+    return fig

@@ -1,0 +1,171 @@
+"""Interrupted runs: atomic checkpoints, RNG state in checkpoints, and finding where to resume.
+
+A run killed at any moment (``kill -9``, a pre-empted SLURM job) is started again with the same
+command: a job directory of a sweep holds its ``last.ckpt`` and resumes from it; a single run
+resumes with ``ckpt_path=last`` from the newest unfinished run of the same config. With
+``trainer.deterministic=true`` on the CPU the resumed run ends bitwise where an uninterrupted
+one would, because the checkpoint also carries the random number generators' states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Callback, LightningModule, Trainer
+from omegaconf import DictConfig
+
+from transferlab.utils.checkpoint import load_checkpoint, resolve_checkpoint_path
+from transferlab.utils.config import to_plain
+from transferlab.utils.entry import log
+from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.run_files import DONE_FILE, RUN_FILE, write_atomic, write_json_atomic
+
+# keys that say where and how visibly a run writes, not what it computes
+_NOT_IN_DIGEST = {"ckpt_path", "paths", "callbacks", "logger", "hydra"}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file, flushed, then renamed into place: a kill during
+    a save leaves the previous checkpoint intact, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+class RNGStateCallback(Callback):
+    """Stores the torch, CUDA, NumPy and Python generators in every checkpoint and restores them
+    on resume, so the data order and augmentation after a resume are the uninterrupted ones."""
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+                "pos": int(numpy_state[2]),
+                "has_gauss": int(numpy_state[3]),
+                "cached_gaussian": float(numpy_state[4]),
+            },
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        np_state = state["numpy"]
+        np.random.set_state(
+            (
+                "MT19937",
+                np_state["keys"].numpy().astype(np.uint32),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["cached_gaussian"],
+            )
+        )
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = self.state_dict()
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            self.load_state_dict(checkpoint["rng_states"])
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as ``{dotted.key: value}``, without the keys that only say where a
+    run writes (so a relaunch into another directory has the same digest)."""
+    plain = {k: v for k, v in to_plain(cfg).items() if k not in _NOT_IN_DIGEST}
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(plain, "")
+    output_dir = str(cfg.paths.output_dir) if cfg.get("paths") else None
+    # values inside this run's directory (trainer.default_root_dir, ...) move with it
+    return {k: v for k, v in flat.items() if not (output_dir and str(v).startswith(output_dir))}
+
+
+def config_digest(flat: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def claim_output_dir(output_dir: Path, flat: dict[str, Any]) -> None:
+    """Record this run's config in ``run.json``; refuse a directory that holds another config's
+    run (a relaunched sweep whose configs changed would otherwise mix two experiments)."""
+    record_path = output_dir / RUN_FILE
+    if record_path.is_file():
+        previous = json.loads(record_path.read_text())
+        if previous.get("config_digest") != config_digest(flat):
+            old = previous.get("config", {})
+            changed = sorted(
+                (k for k in set(old) | set(flat) if old.get(k) != flat.get(k)),
+                key=lambda k: (k not in old or k not in flat, k),  # changed values first
+            )
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {flat.get(k)!r}" for k in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise ConfigError(
+                f"{output_dir} holds a run of another config ({shown}{more}); relaunch into a new "
+                f"directory (hydra.sweep.dir=... or hydra.run.dir=...) or delete that one"
+            )
+        return
+    write_json_atomic(record_path, {"config_digest": config_digest(flat), "config": flat})
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    path = output_dir / "checkpoints" / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def latest_unfinished_run(runs_dir: Path, flat: dict[str, Any], exclude: Path) -> Path | None:
+    """The newest run directory under ``runs_dir`` with this config, a last.ckpt, and no
+    metrics.json (``ckpt_path=last`` for single runs, whose directories are new each time)."""
+    digest = config_digest(flat)
+    candidates = []
+    for record_path in runs_dir.glob(f"*/{RUN_FILE}"):
+        run_dir = record_path.parent
+        if run_dir == exclude or (run_dir / DONE_FILE).is_file() or last_checkpoint(run_dir) is None:
+            continue
+        if json.loads(record_path.read_text()).get("config_digest") == digest:
+            candidates.append(run_dir)
+    return max(candidates, key=lambda d: last_checkpoint(d).stat().st_mtime, default=None)  # type: ignore[union-attr]
+
+
+def resume_from(requested: str | None, output_dir: Path, flat: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from: ``requested`` (a path, a run directory, or ``last``), else
+    this directory's own ``last.ckpt`` when an earlier attempt was interrupted."""
+    if requested == "last":
+        run_dir = output_dir if last_checkpoint(output_dir) else None
+        run_dir = run_dir or latest_unfinished_run(output_dir.parent, flat, exclude=output_dir)
+        if run_dir is None:
+            raise CheckpointError(
+                f"ckpt_path=last: no unfinished run of this config with a last.ckpt under "
+                f"{output_dir.parent}; run without ckpt_path to start one"
+            )
+        path = last_checkpoint(run_dir)
+    elif requested:
+        path = resolve_checkpoint_path(requested)
+    else:
+        path = last_checkpoint(output_dir)
+    if path is None:
+        return None
+    load_checkpoint(path)  # untrusted input: refuse pickled code, report a truncated file
+    log.info("resuming from %s", path)
+    return str(path)

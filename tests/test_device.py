@@ -1,0 +1,104 @@
+"""The on-device data path: exact crops, the PIL path's augmentation distribution, loaders, training."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2_contingency
+from torchvision.transforms import v2
+
+from transferlab.data.device import DeviceLoader, random_crop_flip
+from transferlab.data.digits import DigitsDataModule
+from transferlab.train import train
+
+
+def marker_image(size: int = 8) -> torch.Tensor:
+    """A uint8 (1, 3, S, S) image that is dark except one bright pixel off the centre."""
+    image = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+    image[0, :, 2, 5] = 255
+    return image
+
+
+def outcome(image: torch.Tensor) -> tuple[int, ...]:
+    """Where the marker landed (or (-1, -1) if it was cropped away)."""
+    found = (image[0] == 255).nonzero()
+    return tuple(found[0].tolist()) if len(found) else (-1, -1)
+
+
+def augment_with_torchvision(image: torch.Tensor, padding: int, times: int) -> Counter:
+    augment = v2.Compose([v2.RandomCrop(image.shape[-1], padding=padding), v2.RandomHorizontalFlip()])
+    return Counter(outcome(augment(image[0])[None]) for _ in range(times))
+
+
+def augment_on_device(image: torch.Tensor, padding: int, times: int) -> Counter:
+    batch = image.expand(times, -1, -1, -1).contiguous()
+    out = random_crop_flip(batch, padding, flip=True)
+    return Counter(outcome(out[i : i + 1]) for i in range(times))
+
+
+def homogeneity_p(a: Counter, b: Counter) -> float:
+    keys = sorted(set(a) | set(b))
+    return chi2_contingency(np.array([[a[k] for k in keys], [b[k] for k in keys]]))[1]
+
+
+def test_device_augmentation_has_the_distribution_of_the_torchvision_path():
+    torch.manual_seed(0)
+    image, times = marker_image(), 3000
+    reference = augment_with_torchvision(image, padding=2, times=times)
+    on_device = augment_on_device(image, padding=2, times=times)
+    # the marker can land on 2·(2p+1)² places (some cropped away): every one of them occurs
+    assert set(on_device) == set(reference) and len(reference) > 30
+    assert homogeneity_p(reference, on_device) > 1e-3
+    # the test has power: a different padding is told apart at once
+    assert homogeneity_p(reference, augment_on_device(image, padding=1, times=times)) < 1e-6
+
+
+def test_a_crop_is_the_padded_image_at_its_offset():
+    images = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    generator = torch.Generator().manual_seed(3)
+    out = random_crop_flip(images, padding=2, flip=False, generator=generator)
+    offsets = torch.randint(0, 5, (2, 2), generator=torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for i in range(2):
+        dy, dx = offsets[0, i], offsets[1, i]
+        assert torch.equal(out[i], padded[i, :, dy : dy + 5, dx : dx + 5])
+
+
+def test_device_loader_shuffles_every_image_once_per_epoch_and_shards_under_ddp():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).contiguous()
+    labels = torch.arange(10)
+    common = {"batch_size": 4, "mean": [0.0] * 3, "std": [1 / 255] * 3, "device": torch.device("cpu")}
+    loader = DeviceLoader(images, labels, train=True, **common)
+    seen = torch.cat([y for _, y in loader])
+    assert sorted(seen.tolist()) == list(range(10)) and len(loader) == 3
+    # a last batch of one image would break BatchNorm: it is dropped, as the DataLoader path does
+    odd = DeviceLoader(images[:9], labels[:9], train=True, **common)
+    assert len(odd) == 2 and sum(len(y) for _, y in odd) == 8
+    for x, y in loader:  # images travel with their labels (value = label after normalisation)
+        assert torch.equal(x[:, 0, 0, 0], y.float())
+    torch.manual_seed(1)
+    shard0 = torch.cat([y for _, y in DeviceLoader(images, labels, rank=0, world_size=2, **common)])
+    shard1 = torch.cat([y for _, y in DeviceLoader(images, labels, rank=1, world_size=2, **common)])
+    assert len(shard0) == len(shard1) == 5 and set(shard0.tolist()) | set(shard1.tolist()) == set(range(10))
+
+
+def test_on_device_evaluation_batches_equal_the_dataloader_path():
+    plain = DigitsDataModule(batch_size=64, image_size=16, mean=[0.3] * 3, std=[0.4] * 3)
+    device = DigitsDataModule(batch_size=64, image_size=16, mean=[0.3] * 3, std=[0.4] * 3, on_device=True)
+    for datamodule in (plain, device):
+        datamodule.setup("fit")
+    expected = torch.cat([x for x, _ in plain.val_dataloader()])
+    got = torch.cat([x for x, _ in device.val_dataloader()])
+    assert isinstance(device.val_dataloader(), DeviceLoader)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("extra", [["data.on_device=true"], ["data.on_device=true", "channels_last=true"]])
+def test_training_with_the_data_on_the_device_learns(fast_cfg, extra):
+    summary = train(fast_cfg("trainer.max_epochs=4", *extra))
+    assert summary["final"]["val/acc"] > 0.45  # four classes: chance is 0.25
+    assert Path(summary["best"]["ckpt_path"]).is_file()

@@ -1,0 +1,224 @@
+"""Interrupted runs, atomic checkpoints, non-finite losses, typed configs, corrupt and untrusted input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, compose_config, write_image_tree
+from transferlab.data.cifar import CIFAR10DataModule
+from transferlab.data.imagefolder import ImageFolderDataModule
+from transferlab.train import train
+from transferlab.utils.checkpoint import load_checkpoint
+from transferlab.utils.errors import CheckpointError, ConfigError, DataError, TrainingError
+from transferlab.utils.resume import AtomicCheckpointIO
+from transferlab.utils.schema import validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# long enough that a kill lands inside an epoch; deterministic, so two runs can be compared bitwise
+RESUMABLE = [
+    *FAST,
+    "data.train_size=100",
+    "trainer.max_epochs=3",
+    "trainer.deterministic=true",
+]
+
+
+def start(run_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "transferlab.train", *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_one(tmp_path: Path):
+    reference = start(tmp_path / "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
+
+    killed = start(tmp_path / "killed")
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.is_file() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the second epoch
+    assert killed.poll() is None, "the run ended before it could be killed"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    assert torch.load(last, weights_only=True)["epoch"] < 2  # it really was cut short
+
+    resumed = start(tmp_path / "killed")  # the same command again
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert b"resuming from" in err or "resuming from" in (tmp_path / "killed" / "train.log").read_text()
+
+    final = {d: json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("reference", "killed")}
+    assert final["killed"]["final"] == final["reference"]["final"]  # exact, not approximate
+    assert final["killed"]["global_step"] == final["reference"]["global_step"]
+    weights = {
+        d: torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for d in ("reference", "killed")
+    }
+    assert all(torch.equal(weights["reference"][k], weights["killed"][k]) for k in weights["reference"])
+
+
+class Interrupted(BaseException):
+    """Stands in for a kill: not an Exception, so nothing on the way handles it."""
+
+
+def test_ckpt_path_last_resumes_the_newest_unfinished_run_of_the_same_config(fast_cfg, tmp_path):
+    from lightning.pytorch import Callback
+
+    class Stop(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.current_epoch == 1:
+                raise Interrupted
+
+    runs = tmp_path / "runs"
+    first = fast_cfg("trainer.max_epochs=3", output_dir=runs / "first")
+    with pytest.raises(Interrupted):
+        train(first, extra_callbacks=[Stop()])
+    assert torch.load(runs / "first" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+    with pytest.raises(CheckpointError, match="ckpt_path=last: no unfinished run of this config"):
+        train(fast_cfg("trainer.max_epochs=3", "seed=5", "ckpt_path=last", output_dir=runs / "other"))
+
+    resumed = train(fast_cfg("trainer.max_epochs=3", "ckpt_path=last", output_dir=runs / "second"))
+    assert resumed["epochs"] == 3
+    state = torch.load(runs / "second" / "checkpoints" / "last.ckpt", weights_only=True)
+    steps_per_epoch = state["global_step"] // 3
+    assert state["epoch"] == 2 and steps_per_epoch > 0
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "epoch": 1}, path)
+    before = path.read_bytes()
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(before[: len(before) // 2])
+        raise Interrupted
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(Interrupted):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+
+
+def test_a_truncated_last_checkpoint_is_refused_with_its_path(fast_cfg, tmp_path):
+    cfg = fast_cfg()
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    (run_dir / "metrics.json").unlink()  # as if the run had been killed
+    with pytest.raises(CheckpointError, match=rf"cannot read checkpoint {last}.*truncated"):
+        train(fast_cfg())
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step_and_terms(fast_cfg):
+    cfg = fast_cfg("method.optimizer.lr=1e30")
+    with pytest.raises(TrainingError, match=r"non-finite loss at step \d+ \(epoch 0\): loss=nan"):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_no_optimiser_step_is_taken_on_a_non_finite_loss(fast_cfg):
+    from lightning.pytorch import Callback
+
+    seen = []
+
+    class Spy(Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+            seen.append(all(torch.isfinite(p).all() for p in module.parameters()))
+
+    with pytest.raises(TrainingError):
+        train(fast_cfg("method.optimizer.lr=1e30"), extra_callbacks=[Spy()])
+    assert seen and all(seen)  # every step that ran did so from finite weights
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "+method.lamda=0.1",
+            "method.lamda is not an option of transferlab.methods.FinetuneModule; valid options:",
+        ),
+        (
+            "method.lam=abc",
+            "method.lam='abc' has the wrong type: transferlab.methods.FinetuneModule takes float",
+        ),
+        ("+trainer.max_epoch=3", "trainer.max_epoch is not an option of lightning.pytorch.Trainer"),
+        ("method.optimizer.lr=fast", "method.optimizer.lr='fast' has the wrong type"),
+        ("data.train_per_class=1.5", "data.train_per_class=1.5 has the wrong type"),
+        ("+net.depth=3", "net.depth is not an option of transferlab.nets.resnet8x4"),
+    ],
+)
+def test_typos_and_wrong_types_fail_at_composition_listing_valid_names(tmp_path, override, message):
+    cfg = compose_config([*FAST, "method=finetune", "method/regularizer=l2", override], tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    assert message in str(error.value)
+    if "valid options" in message:
+        assert "lam" in str(error.value) and "source_ckpt" in str(error.value)
+
+
+def test_a_typo_fails_before_any_data_is_read(fast_cfg, monkeypatch):
+    from transferlab.data.synthetic import SyntheticDataModule
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("data was read")
+
+    monkeypatch.setattr(SyntheticDataModule, "load_splits", no_reading)
+    with pytest.raises(ConfigError, match=r"method\.lamda is not an option"):
+        train(fast_cfg("+method.lamda=0.1"))
+
+
+def test_an_unreadable_image_is_reported_with_its_path(tmp_path: Path):
+    root = write_image_tree(tmp_path / "tree", {"a": 3, "b": 3})
+    broken = root / "train" / "b" / "0001.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
+    data = ImageFolderDataModule(root=str(root), image_size=12, val_fraction=0.0)
+    with pytest.raises(DataError, match=rf"cannot read image {broken} \(\w+Error: .+\); replace"):
+        data.setup("fit")  # statistics are computed from the training images
+
+
+def test_a_truncated_cifar_archive_is_caught_by_its_checksum(tmp_path: Path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"\x1f\x8b" + os.urandom(4096))  # the start of a gzip file, cut off
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz fails its MD5 checksum"):
+        CIFAR10DataModule(root=str(tmp_path)).prepare_data()
+
+
+class RunsCode:
+    """A pickled object whose unpickling would run code (writes a marker file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_checkpoint_carrying_pickled_code_is_refused_and_its_code_never_runs(tmp_path: Path):
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "crafted.ckpt"
+    with open(crafted, "wb") as f:
+        pickle.dump({"state_dict": {}, "payload": RunsCode(marker)}, f)
+    torch.save({"state_dict": {"w": torch.ones(1)}, "payload": RunsCode(marker)}, tmp_path / "zip.ckpt")
+    assert not marker.exists()
+    for path in (crafted, tmp_path / "zip.ckpt"):
+        with pytest.raises(CheckpointError, match=rf"refusing checkpoint {path}: it carries objects"):
+            load_checkpoint(path)
+    assert not marker.exists()

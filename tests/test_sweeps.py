@@ -1,0 +1,188 @@
+"""Sweeps that end in a table: real multiruns, relaunches, failures, Optuna, launchers, reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF_DIR, FAST
+from transferlab.summarize import summarize
+from transferlab.train import train
+from transferlab.utils.reports import per_class_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def multirun(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "transferlab.train", "-m", *FAST, f"paths.log_dir={log_dir}", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def job_dirs(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.glob("*/multiruns/*/[0-9]*"), key=lambda p: int(p.name))
+
+
+def test_a_2x2_sweep_ends_in_a_table_and_a_relaunch_skips_finished_jobs(tmp_path: Path):
+    result = multirun(tmp_path, "method.optimizer.lr=0.05,0.1", "seed=0,1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(tmp_path)
+    assert len(jobs) == 4
+    sweep_dir = jobs[0].parent
+    accs: dict[str, list[float]] = {"0.05": [], "0.1": []}
+    for job in jobs:
+        lr = next(o for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if "lr=" in o)
+        accs[lr.split("=")[1]].append(json.loads((job / "metrics.json").read_text())["final"]["test/acc"])
+
+    rows = list(csv.DictReader((sweep_dir / "summary.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+    table = (sweep_dir / "summary.md").read_text()
+    for lr, values in accs.items():
+        mean = sum(values) / 2
+        assert f"| {lr} | 2 | 0 | {mean:.4f} ± " in table
+    assert "| method.optimizer.lr | n |" in table and table.count("\n| 0.") == 2
+    assert "sweep summary:" in result.stdout
+
+    stamps = {job: (job / "metrics.json").stat().st_mtime_ns for job in jobs}
+    again = multirun(tmp_path, "method.optimizer.lr=0.05,0.1", "seed=0,1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    output = again.stdout + again.stderr
+    assert output.count("finished before, skipped") == 4 and output.count("Trainer.fit") == 0
+    assert job_dirs(tmp_path) == jobs  # the same directory, no new jobs
+    assert all((job / "metrics.json").stat().st_mtime_ns == stamp for job, stamp in stamps.items())
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path):
+    # lr=1e30 makes the loss non-finite at once; the other job must still finish
+    result = multirun(tmp_path, "method.optimizer.lr=1e30,0.05")
+    assert result.returncode == 1  # the sweep says it did not fully succeed
+    failed, done = job_dirs(tmp_path)
+    assert (done / "metrics.json").is_file() and not (done / "failed.json").exists()
+    record = json.loads((failed / "failed.json").read_text())
+    assert record["error"].startswith("TrainingError: non-finite loss at step")
+    assert not (failed / "metrics.json").exists()
+    rows = {r["job"]: r for r in csv.DictReader((failed.parent / "summary.csv").open())}
+    assert rows[str(failed)]["status"] == "failed" and "non-finite" in rows[str(failed)]["error"]
+    assert "1 of 2 jobs did not finish" in result.stderr
+
+
+def test_an_optuna_sweep_of_three_trials_optimises_validation_accuracy(tmp_path: Path):
+    result = multirun(
+        tmp_path,
+        "method=finetune",
+        "method/regularizer=l2",
+        "hparams_search=finetune_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study_dir = next(tmp_path.glob("*/optuna/*"))
+    trials = sorted(p for p in study_dir.iterdir() if p.name.isdigit())
+    assert len(trials) == 3
+    best_vals = [json.loads((t / "metrics.json").read_text())["best"]["val/acc"] for t in trials]
+    lams = {yaml.safe_load((t / ".hydra" / "overrides.yaml").read_text())[0] for t in trials}
+    assert len(lams) == 3 and all(lam.startswith("method.lam=") for lam in lams)
+    results = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
+    assert results["best_value"] == pytest.approx(max(best_vals))
+
+
+def hydra_config(*overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("local", "hydra._internal.core_plugins.basic_launcher.BasicLauncher"),
+        ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_launcher_configs_compose_and_name_installed_launchers(launcher, target):
+    cfg = hydra_config(f"launcher={launcher}", "experiment=cifar10_source")
+    assert cfg.hydra.launcher._target_ == target
+    hydra.utils.get_class(target)  # the plugin is installed
+    if launcher == "slurm":  # one SLURM task per GPU, nodes from the trainer: multi-node DDP
+        cfg = hydra_config("launcher=slurm", "trainer.devices=8", "trainer.num_nodes=2")
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
+        assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.gpus_per_node) == (8, 8)
+        assert cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.max_num_timeout > 0
+
+
+@pytest.mark.parametrize("search", ["finetune_optuna", "distill_optuna"])
+def test_hparams_search_configs_tune_a_validation_metric(search):
+    cfg = hydra_config(f"hparams_search={search}")
+    assert cfg.optimized_metric.startswith("val/") and cfg.hydra.sweeper.direction == "maximize"
+    assert cfg.hydra.sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    params = set(cfg.hydra.sweeper.params)
+    assert params & {"method.lam", "method.temperature"}
+
+
+def test_tensorboard_hparams_hold_every_run_setting_with_its_final_metrics(fast_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    cfg = fast_cfg("logger=tensorboard", "method.optimizer.lr=0.07")
+    summary = train(cfg)
+    events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["method.optimizer.lr"].number_value == pytest.approx(0.07)
+    assert hparams["data._target_"].string_value == "transferlab.data.SyntheticDataModule"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert {"hparams/test/acc", "hparams/val/acc_best"} <= metric_tags
+    logged = events.Scalars("hparams/test/acc")[-1].value
+    assert logged == pytest.approx(summary["final"]["test/acc"])
+
+
+def test_test_time_reports_per_class_accuracy_and_a_confusion_matrix(fast_cfg):
+    cfg = fast_cfg("trainer.max_epochs=2")
+    summary = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    rows = list(csv.reader((run_dir / "confusion_matrix.csv").open()))
+    names = rows[0][1:]
+    counts = torch.tensor([[int(c) for c in row[1:]] for row in rows[1:]])
+    assert names == [r[0] for r in rows[1:]] == ["class_0", "class_1", "class_2", "class_3"]
+    assert int(counts.sum()) == 4 * 8  # every test image once (test_size=8 per class)
+    # the per-class accuracies agree with the matrix, and their weighted mean is the test accuracy
+    per_class = summary["test_class_acc"]
+    for i, name in enumerate(names):
+        assert per_class[name] == pytest.approx(int(counts[i, i]) / int(counts[i].sum()))
+    assert counts.trace().item() / counts.sum().item() == pytest.approx(summary["final"]["test/acc"])
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_per_class_accuracy_is_the_recall_of_each_class():
+    confusion = torch.tensor([[3, 1, 0], [0, 0, 0], [2, 2, 4]])
+    accuracy = per_class_accuracy(confusion)
+    assert accuracy[0].item() == pytest.approx(0.75) and accuracy[2].item() == pytest.approx(0.5)
+    assert torch.isnan(accuracy[1])  # no examples: no accuracy, not zero
+
+
+def test_summary_lists_unfinished_jobs_with_their_state(tmp_path: Path):
+    for number, state in enumerate(["done", "failed", "unfinished"]):
+        job = tmp_path / str(number)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={number}"]))
+        if state == "done":
+            (job / "metrics.json").write_text(json.dumps({"final": {"test/acc": 0.5}}))
+        elif state == "failed":
+            (job / "failed.json").write_text(json.dumps({"error": "TrainingError: boom"}))
+    result = summarize([tmp_path])
+    assert [j["status"] for j in result["jobs"]] == ["done", "failed", "unfinished"]
+    assert "- failed: `" in result["table"] and "TrainingError: boom" in result["table"]
+    assert "- unfinished: `" in result["table"]
