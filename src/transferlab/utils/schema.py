@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from transferlab.utils.errors import ConfigError
 
@@ -53,11 +53,13 @@ def validate_node(node: DictConfig, key: str) -> None:
                 continue
             valid = ", ".join(sorted(params - _PASSED_BY_CODE))
             raise ConfigError(f"{key}.{name} is not an option of {target}; valid options: {valid}")
+        hint = hints.get(name)
+        if OmegaConf.is_missing(node, name):
+            raise ConfigError(f"{key}.{name} is not set (???); pass {key}.{name}=<{describe(hint or str)}>")
         value = node.get(name)
         if isinstance(value, DictConfig):
             validate_node(value, f"{key}.{name}")
             continue
-        hint = hints.get(name)
         if value is None and hint is not None and not _allows_none(hint):
             raise ConfigError(
                 f"{key}.{name} is not set; {target} needs it: pass {key}.{name}=<{describe(hint)}>"
