@@ -134,6 +134,7 @@ CASES = [
         ["hydra.run.dir={other_run}"],
         "holds a run of another config (seed: 99 -> 0, ",
     ),
+    ("unset-root", "train", ["data=imagefolder"], "data.root is not set (???); pass data.root=<str>"),
     (
         "eval-missing-ckpt",
         "eval",
