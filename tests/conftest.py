@@ -47,6 +47,16 @@ def fast_cfg(tmp_path: Path):
     return make
 
 
+class RunsCodeWhenUnpickled:
+    """A crafted checkpoint payload: unpickling it would run code (it writes ``marker``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
 def write_image_tree(root: Path, classes: dict[str, int], splits=("train", "test"), size=12) -> Path:
     """A real ImageFolder tree of PNG files: ``classes`` maps a name to images per split."""
     rng = np.random.default_rng(0)

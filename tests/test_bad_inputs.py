@@ -16,17 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, write_image_tree
+from conftest import FAST, RunsCodeWhenUnpickled, write_image_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class RunsCode:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (Path(self.marker), "code ran"))
 
 
 # (id, entry module, overrides, expected part of the error line); {name} fills from the fixture
@@ -155,7 +147,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     (tmp / "archive").mkdir()
     (tmp / "archive" / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b" + os.urandom(2048))
     with open(tmp / "crafted.ckpt", "wb") as f:
-        pickle.dump({"state_dict": {}, "payload": RunsCode(str(tmp / "pwned"))}, f)
+        pickle.dump({"state_dict": {}, "payload": RunsCodeWhenUnpickled(tmp / "pwned")}, f)
     (tmp / "other").mkdir()
     (tmp / "other" / "run.json").write_text(json.dumps({"config_digest": "0", "config": {"seed": 99}}))
     return {

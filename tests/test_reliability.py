@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, compose_config, write_image_tree
+from conftest import FAST, RunsCodeWhenUnpickled, compose_config, write_image_tree
 from transferlab.data.cifar import CIFAR10DataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
 from transferlab.train import train
@@ -201,22 +201,14 @@ def test_a_truncated_cifar_archive_is_caught_by_its_checksum(tmp_path: Path):
         CIFAR10DataModule(root=str(tmp_path)).prepare_data()
 
 
-class RunsCode:
-    """A pickled object whose unpickling would run code (writes a marker file)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "code ran"))
-
-
 def test_a_checkpoint_carrying_pickled_code_is_refused_and_its_code_never_runs(tmp_path: Path):
     marker = tmp_path / "pwned"
     crafted = tmp_path / "crafted.ckpt"
     with open(crafted, "wb") as f:
-        pickle.dump({"state_dict": {}, "payload": RunsCode(marker)}, f)
-    torch.save({"state_dict": {"w": torch.ones(1)}, "payload": RunsCode(marker)}, tmp_path / "zip.ckpt")
+        pickle.dump({"state_dict": {}, "payload": RunsCodeWhenUnpickled(marker)}, f)
+    torch.save(
+        {"state_dict": {"w": torch.ones(1)}, "payload": RunsCodeWhenUnpickled(marker)}, tmp_path / "zip.ckpt"
+    )
     assert not marker.exists()
     for path in (crafted, tmp_path / "zip.ckpt"):
         with pytest.raises(CheckpointError, match=rf"refusing checkpoint {path}: it carries objects"):

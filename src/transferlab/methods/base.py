@@ -65,6 +65,7 @@ class ClassificationModule(L.LightningModule):
         self.test_metrics = accuracy_metrics(num_classes, "test/")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.class_accuracy: dict[str, float] = {}  # filled at test time
+        self.channels_last = False  # use_channels_last() turns it on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -75,7 +76,7 @@ class ClassificationModule(L.LightningModule):
         self.channels_last = True
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if not getattr(self, "channels_last", False):
+        if not self.channels_last:
             return batch
         return apply_to_collection(
             batch,
