@@ -10,7 +10,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, compose_config
-from transferlab.pipeline import source_stage_config
+from transferlab.pipeline import pretraining_config
 from transferlab.utils.schema import validate_config
 
 
@@ -53,12 +53,12 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     method_cls = hydra.utils.get_class(cfg.method._target_)
     unknown = set(cfg.method) - {"_target_"} - accepted_arguments(method_cls)
     assert not unknown, f"{experiment}: {method_cls.__name__} does not take {unknown}"
-    if cfg.get("source"):  # a pipeline: its source stage must build too, and feed a known key
-        stage = source_stage_config(cfg)
+    if cfg.get("pretrain"):  # a pipeline: its pretraining stage must build too, and feed a known key
+        stage = pretraining_config(cfg)
         hydra.utils.instantiate(stage.data)
         stage_net = hydra.utils.instantiate(stage.net, num_classes=3)
         hydra.utils.instantiate(stage.method, _partial_=True)(net=stage_net)
-        assert cfg.source.pass_to.split(".")[-1] in accepted_arguments(method_cls)
+        assert cfg.pretrain.pass_to.split(".")[-1] in accepted_arguments(method_cls)
     else:
         hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
 

@@ -156,7 +156,9 @@ def test_the_method_pickles_for_ddp_spawn(fast_cfg):
     net = hydra.utils.instantiate(cfg.net, num_classes=10)
     module = hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
     clone = pickle.loads(pickle.dumps(module))
-    assert clone.lam == module.lam and clone.discriminator[0].in_features == net.feature_dim
+    assert (
+        clone.lam == module.lam and clone.domain_adversarial.discriminator[0].in_features == net.feature_dim
+    )
 
 
 def test_eval_of_a_dann_checkpoint_reports_the_target_accuracy(fast_cfg, tmp_path):

@@ -21,6 +21,6 @@ def test_the_demo_runs_every_method_and_writes_its_table(tmp_path: Path, capsys)
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(ARMS)
     assert (tmp_path / "results.png").stat().st_size > 5000
-    assert any(tmp_path.glob("digits_dann/dann/seed0/tensorboard/events.*"))
+    assert any(tmp_path.glob("digits_adaptation/dann/seed0/tensorboard/events.*"))
     assert "TensorBoard: tensorboard --logdir" in printed
     assert "Traceback" not in printed and "GPU available" not in printed  # concise, no noise

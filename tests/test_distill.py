@@ -158,13 +158,13 @@ def test_a_pipeline_trains_the_teacher_stage_with_its_own_net(fast_cfg):
     cfg = fast_cfg(
         "method=distill",
         "net=resnet8",
-        "source=synthetic",
-        "source.data.image_size=16",
-        "+source.net={_target_: transferlab.nets.resnet8x4}",
-        "source.pass_to=method.teacher_ckpt",
+        "pretrain=synthetic",
+        "pretrain.data.image_size=16",
+        "+pretrain.net={_target_: transferlab.nets.resnet8x4}",
+        "pretrain.pass_to=method.teacher_ckpt",
     )
     summary = train(cfg)
-    (manifest,) = Path(cfg.paths.cache_dir).glob("source/*/checkpoints/manifest.json")
+    (manifest,) = Path(cfg.paths.cache_dir).glob("pretrain/*/checkpoints/manifest.json")
     assert '"_target_": "transferlab.nets.resnet8x4"' in manifest.read_text()
     assert "train/kd" in summary["final"]
 
@@ -173,12 +173,12 @@ def test_a_pipeline_trains_the_teacher_stage_with_its_own_net(fast_cfg):
     ("overrides", "error", "message"),
     [
         (["method.temperature=0"], ConfigError, r"method.temperature=0 must be > 0"),
-        (["method.alpha=1.5"], ConfigError, r"method.alpha=1.5 must be in \[0, 1\]"),
-        (["method.alpha=-0.1"], ConfigError, r"method.alpha=-0.1 must be in \[0, 1\]"),
+        (["method.lam=1.5"], ConfigError, r"method.lam=1.5 must be in \[0, 1\]"),
+        (["method.lam=-0.1"], ConfigError, r"method.lam=-0.1 must be in \[0, 1\]"),
         (["method.cache_teacher_logits=true"], ConfigError, r"needs method.teacher_input=clean"),
         (["data.num_classes=3"], CheckpointError, r"teacher .* has 4 classes but the student has 3"),
     ],
-    ids=["temperature", "alpha-above", "alpha-below", "cache-augmented", "class-count"],
+    ids=["temperature", "lam-above", "lam-below", "cache-augmented", "class-count"],
 )
 def test_bad_input_is_refused_with_a_clear_message(fast_cfg, teacher_run, overrides, error, message):
     with pytest.raises(error, match=message):

@@ -13,7 +13,7 @@ import torch
 
 from conftest import FAST
 from transferlab.methods import FinetuneModule
-from transferlab.pipeline import prepare_source, source_stage_config
+from transferlab.pipeline import prepare_pretraining, pretraining_config
 from transferlab.train import train
 from transferlab.utils.config import to_plain
 from transferlab.utils.errors import CheckpointError, ConfigError
@@ -130,20 +130,20 @@ def test_the_cached_source_is_trained_once_and_reused(fast_cfg):
         trainings.append(cfg.paths.output_dir)
         return train(cfg)
 
-    cfg0 = fast_cfg("method=finetune", "source=synthetic", "source.data.image_size=16", "seed=0")
+    cfg0 = fast_cfg("method=finetune", "pretrain=synthetic", "pretrain.data.image_size=16", "seed=0")
     cfg1 = fast_cfg(
-        "method=finetune", "source=synthetic", "source.data.image_size=16", "seed=1", "method.lam=0.1"
+        "method=finetune", "pretrain=synthetic", "pretrain.data.image_size=16", "seed=1", "method.lam=0.1"
     )
-    first, second = prepare_source(cfg0, counting_train), prepare_source(cfg1, counting_train)
+    first, second = prepare_pretraining(cfg0, counting_train), prepare_pretraining(cfg1, counting_train)
     assert first == second and len(trainings) == 1
     assert (first / "checkpoints" / "manifest.json").is_file()
     # the source recipe has its own seed: the target's seed does not change it
-    assert source_stage_config(cfg1).seed == 0
+    assert pretraining_config(cfg1).seed == 0
 
 
 def test_a_pipeline_run_passes_the_source_to_the_target(fast_cfg):
     summary = train(
-        fast_cfg("method=finetune", "source=synthetic", "source.data.image_size=16", "method.lam=0.01")
+        fast_cfg("method=finetune", "pretrain=synthetic", "pretrain.data.image_size=16", "method.lam=0.01")
     )
     assert summary["final"]["train/reg"] >= 0 and "drift/block0" in summary["final"]
 
@@ -152,8 +152,8 @@ def test_two_sweep_jobs_started_together_train_the_source_once(tmp_path):
     args = [
         *FAST,
         "method=finetune",
-        "source=synthetic",
-        "source.data.image_size=16",
+        "pretrain=synthetic",
+        "pretrain.data.image_size=16",
         f"paths.log_dir={tmp_path}",
     ]
     procs = [
@@ -169,9 +169,9 @@ def test_two_sweep_jobs_started_together_train_the_source_once(tmp_path):
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), outputs
     log = "".join(outputs)
-    assert log.count("source stage: training") == 1
-    assert log.count("source stage: reusing") == 1
-    assert len(list((tmp_path / "cache" / "source").glob("*/metrics.json"))) == 1
+    assert log.count("pretraining stage: training") == 1
+    assert log.count("pretraining stage: reusing") == 1
+    assert len(list((tmp_path / "cache" / "pretrain").glob("*/metrics.json"))) == 1
 
 
 def test_missing_source_checkpoint_is_a_clear_error(fast_cfg, tmp_path):
@@ -211,9 +211,9 @@ def test_a_linear_probe_needs_a_source(fast_cfg):
 def test_a_pipeline_under_ddp_trains_the_source_with_every_rank(tmp_path):
     """trainer=ddp re-launches the command per rank: the workers must join rank 0's source
     training (which holds the cache lock), then the target training."""
-    args = [*FAST, "method=finetune", "source=synthetic", "source.data.image_size=16", "trainer=ddp"]
+    args = [*FAST, "method=finetune", "pretrain=synthetic", "pretrain.data.image_size=16", "trainer=ddp"]
     args += ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.sync_batchnorm=false"]
-    args += ["data.batch_size=16", "source.data.batch_size=16", f"paths.log_dir={tmp_path}"]
+    args += ["data.batch_size=16", "pretrain.data.batch_size=16", f"paths.log_dir={tmp_path}"]
     result = subprocess.run(
         [sys.executable, "-m", "transferlab.train", *args],
         cwd=ROOT,
@@ -222,7 +222,7 @@ def test_a_pipeline_under_ddp_trains_the_source_with_every_rank(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    sources = list((tmp_path / "cache" / "source").glob("*/metrics.json"))
+    sources = list((tmp_path / "cache" / "pretrain").glob("*/metrics.json"))
     assert len(sources) == 1
     # 116 synthetic images, global batch 16 over 2 ranks: 8 steps per epoch, in both stages
     assert json.loads(sources[0].read_text())["global_step"] == 8

@@ -56,4 +56,4 @@ def test_no_regularizer_is_zero_and_regularises_nothing():
 
 def test_negative_weights_are_refused():
     with pytest.raises(ValueError, match="must be >= 0"):
-        L2SP(alpha=-1.0)
+        L2SP(backbone_weight=-1.0)

@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from transferlab.methods import SourceModule
+from transferlab.methods import SupervisedModule
 from transferlab.methods.base import accuracy_metrics
 from transferlab.nets import resnet20
 
@@ -27,7 +27,7 @@ def test_top1_and_top5_accuracy_on_known_logits():
 
 def test_source_loss_is_cross_entropy_with_label_smoothing():
     torch.manual_seed(0)
-    module = SourceModule(resnet20(num_classes=3), label_smoothing=0.2).eval()
+    module = SupervisedModule(resnet20(num_classes=3), label_smoothing=0.2).eval()
     images, labels = torch.randn(5, 3, 16, 16), torch.tensor([0, 1, 2, 1, 0])
     terms, logits, _ = module.training_loss((images, labels))
     log_p = logits.log_softmax(1)
@@ -38,7 +38,7 @@ def test_source_loss_is_cross_entropy_with_label_smoothing():
 def test_norm_and_bias_parameters_get_no_weight_decay_and_every_parameter_is_optimised():
     net = resnet20(num_classes=3)
     optimizer = functools.partial(torch.optim.SGD, lr=0.1, weight_decay=5e-4)
-    module = SourceModule(net, optimizer=optimizer)
+    module = SupervisedModule(net, optimizer=optimizer)
     opt = module.configure_optimizers()
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["net"]["weight_decay"] == 5e-4 and groups["net_norm_bias"]["weight_decay"] == 0.0

@@ -8,7 +8,7 @@ download), the whole transfer story with 3 seeds and prints one table:
 - distillation: a CNN teacher trained on every image into a ResNet-8 student with 5 labels per
   class — the student alone vs with the teacher (``experiment=digits_distill``);
 - domain adaptation: digits -> colour-blended digits — source only vs DANN
-  (``experiment=digits_dann``).
+  (``experiment=digits_adaptation``).
 
 Each job is an ordinary training run (``train(cfg)`` on the experiment's config) with its own
 run directory and TensorBoard logs under ``logs/demo/<date>/``; the table is written there as
@@ -51,10 +51,10 @@ ARMS = [
     Arm(TRANSFER, "scratch", "scratch", "digits_split_scratch"),
     Arm(TRANSFER, "fine-tune", "finetune", "digits_split_finetune"),
     Arm(TRANSFER, "L2-SP (λ=0.01)", "l2sp", "digits_split_finetune", ("method.lam=0.01",)),
-    Arm(DISTILL, "student alone", "student", "digits_distill", ("method.alpha=0",)),
+    Arm(DISTILL, "student alone", "student", "digits_distill", ("method.lam=0",)),
     Arm(DISTILL, "student + KD (T=4)", "kd", "digits_distill"),
-    Arm(ADAPT, "source only", "source_only", "digits_dann", ("method.lam=0",)),
-    Arm(ADAPT, "DANN", "dann", "digits_dann"),
+    Arm(ADAPT, "source only", "source_only", "digits_adaptation", ("method=source_only",)),
+    Arm(ADAPT, "DANN", "dann", "digits_adaptation"),
 ]
 # the stages the arms build on, trained once and cached: what the table's reference lines show
 STAGES = {
@@ -79,8 +79,8 @@ def run_job(arm: Arm, seed: int, out_dir: Path, extra: list[str], max_epochs: in
     if max_epochs is not None:  # a shortened demo (tests): every stage, the cached ones too
         cfg.trainer.max_epochs = max_epochs
         cfg.trainer.check_val_every_n_epoch = 1
-        if cfg.get("source"):
-            cfg.source.trainer.max_epochs = max_epochs
+        if cfg.get("pretrain"):
+            cfg.pretrain.trainer.max_epochs = max_epochs
     return train(cfg)
 
 
@@ -111,7 +111,7 @@ def run_demo(
 def stage_accuracies(out_dir: Path) -> dict[str, float]:
     """Test accuracy of the cached source and teacher stages (the regime each method needs)."""
     found = {}
-    for metrics_file in sorted((out_dir / "cache" / "source").glob("*/metrics.json")):
+    for metrics_file in sorted((out_dir / "cache" / "pretrain").glob("*/metrics.json")):
         task = metrics_file.parent.name.rsplit("-", 1)[0]
         if task in STAGES:
             found[STAGES[task]] = json.loads(metrics_file.read_text())["final"]["test/acc"]

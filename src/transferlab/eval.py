@@ -15,7 +15,6 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.methods.base import ClassificationModule
 from transferlab.utils.checkpoint import build_net, checkpoint_metadata, load_checkpoint
 from transferlab.utils.config import register_resolvers
@@ -35,9 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     net = build_net(checkpoint, cfg.ckpt_path)
 
     data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(metadata["data"])
-    datamodule = hydra.utils.instantiate(data_cfg)
-    if isinstance(datamodule, DomainPairDataModule):  # adaptation is judged on the target
-        datamodule = datamodule.target
+    datamodule = hydra.utils.instantiate(data_cfg).evaluation_data()  # a domain pair: its target
     datamodule.prepare_data()
     datamodule.setup("test")
     if datamodule.class_names != metadata["class_names"]:

@@ -1,10 +1,10 @@
-"""The source stage of a transfer pipeline: train the source model once, reuse it everywhere.
+"""The pretraining stage of a transfer pipeline: train a model once, reuse it everywhere.
 
-An experiment with a ``source`` node (``source: cifar10`` in its defaults) trains that source
-recipe before the target stage and passes its best checkpoint to the key named by the node's
-``pass_to`` (``method.source_ckpt`` for fine-tuning, ``method.teacher_ckpt`` for a teacher). The
-checkpoint is cached under a hash of the source recipe, so a sweep over target settings or
-seeds pretrains once; a file lock keeps concurrent sweep jobs from training it twice.
+An experiment with a ``pretrain`` node (``pretrain: cifar10`` in its defaults) trains that recipe
+(a source model, or a teacher) before the target stage and passes its best checkpoint to the key
+named by the node's ``pass_to`` (``method.source_ckpt`` for fine-tuning, ``method.teacher_ckpt``
+for distillation). The checkpoint is cached under a hash of the recipe, so a sweep over target
+settings or seeds pretrains once; a file lock keeps concurrent sweep jobs from training it twice.
 """
 
 from __future__ import annotations
@@ -33,61 +33,61 @@ _NOT_IN_RECIPE = {
 }
 
 
-def source_stage_config(cfg: DictConfig) -> DictConfig:
-    """The config of the source run: the target's config with the ``source`` node's parts."""
-    stage = cfg.source
-    source_cfg = copy.deepcopy(cfg)
-    with open_dict(source_cfg):
-        source_cfg.data = copy.deepcopy(stage.data)
-        source_cfg.method = copy.deepcopy(stage.method)
+def pretraining_config(cfg: DictConfig) -> DictConfig:
+    """The config of the pretraining run: the target's config with the ``pretrain`` node's parts."""
+    stage = cfg.pretrain
+    stage_cfg = copy.deepcopy(cfg)
+    with open_dict(stage_cfg):
+        stage_cfg.data = copy.deepcopy(stage.data)
+        stage_cfg.method = copy.deepcopy(stage.method)
         if stage.get("net"):  # a teacher may be another net than the student
-            source_cfg.net = copy.deepcopy(stage.net)
-        source_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
-        source_cfg.seed = stage.seed
-        source_cfg.task_name = stage.task_name
-        source_cfg.ckpt_path = None
-        source_cfg.source = None
-    return source_cfg
+            stage_cfg.net = copy.deepcopy(stage.net)
+        stage_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
+        stage_cfg.seed = stage.seed
+        stage_cfg.task_name = stage.task_name
+        stage_cfg.ckpt_path = None
+        stage_cfg.pretrain = None
+    return stage_cfg
 
 
-def recipe_hash(source_cfg: DictConfig) -> str:
-    """A short hash of what determines the source model: data, net, method, trainer, seed."""
-    trainer = {k: v for k, v in to_plain(source_cfg.trainer).items() if k not in _NOT_IN_RECIPE}
+def recipe_hash(stage_cfg: DictConfig) -> str:
+    """A short hash of what determines the pretrained model: data, net, method, trainer, seed."""
+    trainer = {k: v for k, v in to_plain(stage_cfg.trainer).items() if k not in _NOT_IN_RECIPE}
     recipe: dict[str, Any] = {
-        "data": to_plain(source_cfg.data),
-        "net": to_plain(source_cfg.net),
-        "method": to_plain(source_cfg.method),
+        "data": to_plain(stage_cfg.data),
+        "net": to_plain(stage_cfg.net),
+        "method": to_plain(stage_cfg.method),
         "trainer": trainer,
-        "seed": source_cfg.seed,
+        "seed": stage_cfg.seed,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def prepare_source(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Path:
-    """Train the source stage with ``run`` unless its cached run is complete; return its directory."""
-    source_cfg = source_stage_config(cfg)
-    cache = Path(cfg.paths.cache_dir) / "source" / f"{source_cfg.task_name}-{recipe_hash(source_cfg)}"
+def prepare_pretraining(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Path:
+    """Train the pretraining stage with ``run`` unless its cached run is complete; return its directory."""
+    stage_cfg = pretraining_config(cfg)
+    cache = Path(cfg.paths.cache_dir) / "pretrain" / f"{stage_cfg.task_name}-{recipe_hash(stage_cfg)}"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open_dict(source_cfg):
-        source_cfg.paths.output_dir = str(cache)
+    with open_dict(stage_cfg):
+        stage_cfg.paths.output_dir = str(cache)
     done = cache / "checkpoints" / "manifest.json"
     if launched_rank() > 0:
         # a DDP worker runs the same script as rank 0, which holds the lock while it trains the
         # source with this process as one of its ranks: join that training, never wait on it
         if not done.is_file():
-            run(source_cfg)
+            run(stage_cfg)
         return cache
     with FileLock(f"{cache}.lock"):
         if done.is_file():
-            log.info("source stage: reusing %s", cache)
+            log.info("pretraining stage: reusing %s", cache)
             return cache
         # an interrupted training left its last.ckpt there: train() resumes from it
-        log.info("source stage: training %s", cache)
-        run(source_cfg)
+        log.info("pretraining stage: training %s", cache)
+        run(stage_cfg)
         if not done.is_file():
             raise CheckpointError(
-                f"the source stage in {cache} finished without a best checkpoint (fast_dev_run, "
-                f"callbacks=none or no validation?); give the source stage checkpointing"
+                f"the pretraining stage in {cache} finished without a best checkpoint (fast_dev_run, "
+                f"callbacks=none or no validation?); give the pretraining stage checkpointing"
             )
     return cache
 

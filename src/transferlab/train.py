@@ -16,7 +16,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
-from transferlab.pipeline import prepare_source
+from transferlab.pipeline import prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
     instantiate_callbacks,
@@ -75,10 +75,10 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         return done
     (output_dir / FAILED_FILE).unlink(missing_ok=True)  # a retry of a failed job
 
-    if cfg.get("source"):  # a pipeline: the source stage first (trained once, then cached)
-        source_dir = prepare_source(cfg, train)
+    if cfg.get("pretrain"):  # a pipeline: the pretraining stage first (trained once, then cached)
+        pretrained_dir = prepare_pretraining(cfg, train)
         OmegaConf.update(
-            cfg, cfg.source.get("pass_to", "method.source_ckpt"), str(source_dir), force_add=True
+            cfg, cfg.pretrain.get("pass_to", "method.source_ckpt"), str(pretrained_dir), force_add=True
         )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = resume_from(cfg.get("ckpt_path"), output_dir, flat)

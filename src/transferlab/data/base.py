@@ -137,6 +137,10 @@ class ClassificationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def evaluation_data(self) -> ClassificationDataModule:
+        """What ``transferlab.eval`` tests a checkpoint of this data on: the data itself."""
+        return self
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # idempotent: train() sets up early to size the net's head
             return

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
-from transferlab.data.base import ClassificationDataModule
-from transferlab.utils.errors import DataError
+from transferlab.data.base import ClassificationDataModule, LabelledImages
+from transferlab.data.selection import take_per_class
+from transferlab.utils.errors import ConfigError, DataError
 
 
 class ImagesOnly(Dataset):
@@ -25,14 +27,31 @@ class ImagesOnly(Dataset):
         return self.dataset[i][0]
 
 
-class DomainPairDataModule(L.LightningDataModule):
-    """Training batches ``{"source": (images, labels), "target": images}``; the target's labels
-    never reach training. Validation: the source's validation split (model selection) and the
-    target's test split (reported as ``val/target_acc``). Test: the target's test split
-    (``test/acc``) and the source's (``test/source_acc``).
+def subset(dataset: LabelledImages, positions: np.ndarray) -> LabelledImages:
+    """The images of ``dataset`` at ``positions``, with their labels and transform."""
+    return LabelledImages(
+        dataset.images, dataset.indices[positions], dataset.labels.numpy()[positions], dataset.transform
+    )
 
-    ``batch_size`` and ``image_size`` mirror the domains' own settings, so the rest of the
-    template (the global batch-size check, the net's input size) reads them as for any data.
+
+class DomainPairDataModule(L.LightningDataModule):
+    """Training batches ``{"source": (images, labels), "target": images}``, plus
+    ``"target_labelled": (images, labels)`` with ``target_labelled_per_class`` > 0.
+
+    Evaluation loaders are named by domain, ``{"source": ..., "target": ...}``: validation on the
+    source's validation split and the target's test split, test on both test splits. The method
+    decides what each is for (``methods.adaptation``).
+
+    Args:
+        source, target: the two domains' datamodules (same class names, in the same order).
+        batch_size: the global batch size of each domain's training batches.
+        image_size: the side of both domains' images (one net sees both).
+        target_labelled_per_class: N target training images per class whose labels training may
+            use (semi-supervised adaptation; chosen with the target's ``subset_seed``). They
+            leave the unlabelled set. 0: none, the unsupervised setting.
+
+    ``batch_size`` and ``image_size`` are the pair's and are set on both domains, so they are
+    written once (``data.batch_size``, ``data.image_size``), as for any other data.
     """
 
     def __init__(
@@ -41,12 +60,26 @@ class DomainPairDataModule(L.LightningDataModule):
         target: ClassificationDataModule,
         batch_size: int = 128,
         image_size: int = 32,
+        target_labelled_per_class: int = 0,
     ) -> None:
         super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be a positive integer")
+        if target_labelled_per_class < 0:
+            raise ConfigError(
+                f"data.target_labelled_per_class={target_labelled_per_class} must be >= 0 "
+                f"(0: no target labels)"
+            )
         self.source = source
         self.target = target
         self.batch_size = batch_size
         self.image_size = image_size
+        self.target_labelled_per_class = target_labelled_per_class
+        self._labelled_positions: np.ndarray | None = None  # chosen in setup()
+        for domain in (source, target):
+            domain.batch_size = batch_size
+            domain.eval_batch_size = batch_size
+            domain.image_size = image_size
 
     @property
     def class_names(self) -> list[str]:
@@ -55,6 +88,10 @@ class DomainPairDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return self.source.num_classes
+
+    def evaluation_data(self) -> ClassificationDataModule:
+        """What a checkpoint of this pair is judged on by ``transferlab.eval``: the target domain."""
+        return self.target
 
     def prepare_data(self) -> None:
         self.source.prepare_data()
@@ -84,6 +121,28 @@ class DomainPairDataModule(L.LightningDataModule):
                 f"domain adaptation needs the same classes in both domains ({detail}); select "
                 f"the shared ones with data.source.classes and data.target.classes"
             )
+        self._labelled_positions = self._choose_labelled()  # once: a clear error now, a fixed choice
+
+    def _choose_labelled(self) -> np.ndarray | None:
+        if not self.target_labelled_per_class:
+            return None
+        try:
+            return take_per_class(
+                self.target.datasets["train"].labels.numpy(),
+                self.target_labelled_per_class,
+                self.target.subset_seed,
+                self.target.class_names,
+            )
+        except DataError as err:
+            raise DataError(f"data.target_labelled_per_class: {err}") from None
+
+    def target_split(self) -> tuple[LabelledImages | None, LabelledImages]:
+        """(the labelled target images or None, the rest), from the target's training split."""
+        train = self.target.datasets["train"]
+        if self._labelled_positions is None:
+            return None, train
+        rest = np.setdiff1d(np.arange(len(train)), self._labelled_positions)
+        return subset(train, self._labelled_positions), subset(train, rest)
 
     def _share_trainer(self) -> None:
         self.source.trainer = self.trainer
@@ -91,17 +150,19 @@ class DomainPairDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> CombinedLoader:
         self._share_trainer()
-        target_images = ImagesOnly(self.target.datasets["train"])
+        labelled, unlabelled = self.target_split()  # built here: the labels as they are now
         loaders = {
             "source": self.source.train_dataloader(),
-            "target": self.target.make_loader(target_images, self.target.batch_size, train=True),
+            "target": self.target.make_loader(ImagesOnly(unlabelled), self.batch_size, train=True),
         }
+        if labelled is not None:
+            loaders["target_labelled"] = self.target.make_loader(labelled, self.batch_size, train=True)
         return CombinedLoader(loaders, mode="max_size_cycle")
 
-    def val_dataloader(self) -> list[DataLoader]:
+    def val_dataloader(self) -> dict[str, DataLoader]:
         self._share_trainer()
-        return [self.source.val_dataloader(), self.target.test_dataloader()]
+        return {"source": self.source.val_dataloader(), "target": self.target.test_dataloader()}
 
-    def test_dataloader(self) -> list[DataLoader]:
+    def test_dataloader(self) -> dict[str, DataLoader]:
         self._share_trainer()
-        return [self.target.test_dataloader(), self.source.test_dataloader()]
+        return {"target": self.target.test_dataloader(), "source": self.source.test_dataloader()}

@@ -1,5 +1,12 @@
 """Losses and regularizers, each an nn.Module whose docstring states its formula."""
 
+from transferlab.losses.alignment import (
+    ConditionalDomainAdversarialLoss,
+    CORALLoss,
+    DomainAdversarialLoss,
+    MultilinearMap,
+    MultipleKernelMMD,
+)
 from transferlab.losses.distillation import HintLoss, KDLoss
 from transferlab.losses.domain import GradientReversal, annealed_lr_factor, grl_coefficient, reverse_gradient
 from transferlab.losses.regularizers import L2, L2SP, NoRegularizer, ParameterRegularizer
@@ -7,9 +14,14 @@ from transferlab.losses.regularizers import L2, L2SP, NoRegularizer, ParameterRe
 __all__ = [
     "L2",
     "L2SP",
+    "CORALLoss",
+    "ConditionalDomainAdversarialLoss",
+    "DomainAdversarialLoss",
     "GradientReversal",
     "HintLoss",
     "KDLoss",
+    "MultilinearMap",
+    "MultipleKernelMMD",
     "NoRegularizer",
     "ParameterRegularizer",
     "annealed_lr_factor",

@@ -47,6 +47,6 @@ def grl_coefficient(progress: float, gamma: float = 10.0) -> float:
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
 
 
-def annealed_lr_factor(progress: float, alpha: float = 10.0, beta: float = 0.75) -> float:
-    """μ_p / μ_0 = 1 / (1 + α·p)^β, the learning-rate annealing of Ganin & Lempitsky."""
-    return 1.0 / (1.0 + alpha * progress) ** beta
+def annealed_lr_factor(progress: float, decay_rate: float = 10.0, decay_power: float = 0.75) -> float:
+    """μ_p / μ_0 = 1 / (1 + a·p)^b, the learning-rate annealing of Ganin & Lempitsky (a = 10, b = 0.75)."""
+    return 1.0 / (1.0 + decay_rate * progress) ** decay_power

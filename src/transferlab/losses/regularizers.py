@@ -2,6 +2,7 @@
 
 Each takes the fine-tuned net's backbone and head parameters (and, for the SP variants, the
 source weights θ_s as detached tensors) and returns a scalar. λ is applied by the method.
+α (``backbone_weight``) and β (``head_weight``) are Li et al.'s names for the two terms' weights.
 """
 
 from __future__ import annotations
@@ -20,42 +21,46 @@ def _squared_norm(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 class ParameterRegularizer(nn.Module):
-    """Base: ``alpha`` weighs the backbone term, ``beta`` the head term.
+    """Base: ``backbone_weight`` (α in Li et al.) weighs the backbone term, ``head_weight`` (β)
+    the head term.
 
     ``regularises_backbone`` / ``regularises_head`` tell the method which parameters already
     have a penalty, so it can switch the optimiser's weight decay off for them.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 0.0) -> None:
+    def __init__(self, backbone_weight: float = 1.0, head_weight: float = 0.0) -> None:
         super().__init__()
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"regularizer weights must be >= 0 (alpha={alpha}, beta={beta})")
-        self.alpha = alpha
-        self.beta = beta
+        if backbone_weight < 0 or head_weight < 0:
+            raise ValueError(
+                f"regularizer weights must be >= 0 "
+                f"(backbone_weight={backbone_weight}, head_weight={head_weight})"
+            )
+        self.backbone_weight = backbone_weight
+        self.head_weight = head_weight
 
     @property
     def regularises_backbone(self) -> bool:
-        return self.alpha > 0
+        return self.backbone_weight > 0
 
     @property
     def regularises_head(self) -> bool:
-        return self.beta > 0
+        return self.head_weight > 0
 
-    def forward(self, backbone: Named, head: Named, source: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, backbone: Named, head: Named, source_weights: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def head_penalty(self, head: Named) -> torch.Tensor:
         """β/2·‖w_head‖²."""
-        return 0.5 * self.beta * _squared_norm(p for _, p in head)
+        return 0.5 * self.head_weight * _squared_norm(p for _, p in head)
 
 
 class NoRegularizer(ParameterRegularizer):
     """R = 0: plain fine-tuning (the same as λ = 0)."""
 
     def __init__(self) -> None:
-        super().__init__(alpha=0.0, beta=0.0)
+        super().__init__(backbone_weight=0.0, head_weight=0.0)
 
-    def forward(self, backbone: Named, head: Named, source: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, backbone: Named, head: Named, source_weights: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.zeros(())
 
 
@@ -65,11 +70,11 @@ class L2(ParameterRegularizer):
     Shapes: any parameter shapes; returns a 0-d tensor. Example::
 
         >>> net = torch.nn.Linear(2, 2)
-        >>> L2(alpha=1.0)(net.named_parameters(), [], {})  # == ½·Σ w²
+        >>> L2(backbone_weight=1.0)(net.named_parameters(), [], {})  # == ½·Σ w²
     """
 
-    def forward(self, backbone: Named, head: Named, source: dict[str, torch.Tensor]) -> torch.Tensor:
-        return 0.5 * self.alpha * _squared_norm(p for _, p in backbone) + self.head_penalty(head)
+    def forward(self, backbone: Named, head: Named, source_weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        return 0.5 * self.backbone_weight * _squared_norm(p for _, p in backbone) + self.head_penalty(head)
 
 
 class L2SP(ParameterRegularizer):
@@ -80,9 +85,9 @@ class L2SP(ParameterRegularizer):
     backbone weight is α·(w − w_s). Returns a 0-d tensor. Example::
 
         >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-        >>> L2SP(alpha=1.0)([("w", w)], [], {"w": torch.tensor([1.0, 0.0])})  # ½·(0² + 2²) = 2
+        >>> L2SP(backbone_weight=1.0)([("w", w)], [], {"w": torch.tensor([1.0, 0.0])})  # ½·(0² + 2²) = 2
     """
 
-    def forward(self, backbone: Named, head: Named, source: dict[str, torch.Tensor]) -> torch.Tensor:
-        drift = _squared_norm(p - source[name] for name, p in backbone)
-        return 0.5 * self.alpha * drift + self.head_penalty(head)
+    def forward(self, backbone: Named, head: Named, source_weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        drift = _squared_norm(p - source_weights[name] for name, p in backbone)
+        return 0.5 * self.backbone_weight * drift + self.head_penalty(head)

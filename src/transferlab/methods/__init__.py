@@ -1,16 +1,31 @@
 """LightningModules: the shared classifier base and one module per method."""
 
+from transferlab.methods.adaptation import (
+    AdversarialAdaptationModule,
+    AnnealedLR,
+    DomainAdaptationModule,
+    SourceOnlyModule,
+)
 from transferlab.methods.base import ClassificationModule
-from transferlab.methods.dann import AnnealedLR, DANNModule
+from transferlab.methods.cdan import CDANModule
+from transferlab.methods.coral import CORALModule
+from transferlab.methods.dan import DANModule
+from transferlab.methods.dann import DANNModule
 from transferlab.methods.distill import DistillModule
 from transferlab.methods.finetune import FinetuneModule
-from transferlab.methods.source import SourceModule
+from transferlab.methods.supervised import SupervisedModule
 
 __all__ = [
+    "AdversarialAdaptationModule",
     "AnnealedLR",
+    "CDANModule",
+    "CORALModule",
     "ClassificationModule",
+    "DANModule",
     "DANNModule",
     "DistillModule",
+    "DomainAdaptationModule",
     "FinetuneModule",
-    "SourceModule",
+    "SourceOnlyModule",
+    "SupervisedModule",
 ]

@@ -1,8 +1,8 @@
-"""Knowledge distillation: L = (1 − α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)) [+ β·hint].
+"""Knowledge distillation: L = (1 − λ)·CE(y, s) + λ·T²·KL(softmax(t/T) ‖ softmax(s/T)) [+ w_h·hint].
 
-s are the student's logits, t the frozen teacher's. α is the weight of the soft targets, in
-[0, 1] (Hinton et al.'s convex combination). The article's form CE + λ·T²·KL is the same
-objective scaled by 1/(1 − α): use α = λ/(1 + λ) and multiply the learning rate by 1 + λ.
+s are the student's logits, t the frozen teacher's. λ (``lam``) is the weight of the soft targets,
+in [0, 1] (Hinton et al.'s convex combination). The article's form CE + λ'·T²·KL is the same
+objective scaled by 1/(1 − λ): use λ = λ'/(1 + λ') and multiply the learning rate by 1 + λ'.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from transferlab.losses.distillation import HintLoss, KDLoss
 from transferlab.methods.base import decay_groups
-from transferlab.methods.source import SourceModule
+from transferlab.methods.supervised import SupervisedModule
 from transferlab.utils.checkpoint import (
     build_net,
     checkpoint_metadata,
@@ -28,14 +28,14 @@ from transferlab.utils.errors import CheckpointError, ConfigError
 from transferlab.utils.run_files import write_tensor_atomic
 
 
-class DistillModule(SourceModule):
+class DistillModule(SupervisedModule):
     """A student (``net``) learns from the labels and from a frozen teacher's softened outputs.
 
     Args:
         teacher_ckpt: the teacher's checkpoint (or run directory), any net with the same classes.
         temperature: T > 0, the softmax temperature of both distributions in the KD term.
-        alpha: α in [0, 1], the weight of the KD term; 0 is the student alone.
-        hint_weight: β ≥ 0, the weight of a FitNets hint on ``features()`` (0: off).
+        lam: λ in [0, 1], the weight of the KD term; 0 is the student alone.
+        hint_weight: w_h ≥ 0, the weight of a FitNets hint on ``features()`` (0: off).
         teacher_input: ``augmented`` (the teacher sees the student's augmented batch, computed
             live) or ``clean`` (the un-augmented image: its logits are computed once per run).
         cache_teacher_logits: keep the clean-input logits on disk under ``cache_dir``, keyed by
@@ -48,7 +48,7 @@ class DistillModule(SourceModule):
         *args: Any,
         teacher_ckpt: str | None = None,
         temperature: float = 4.0,
-        alpha: float = 0.9,
+        lam: float = 0.9,
         hint_weight: float = 0.0,
         teacher_input: str = "augmented",
         cache_teacher_logits: bool = False,
@@ -58,8 +58,8 @@ class DistillModule(SourceModule):
         super().__init__(*args, **kwargs)
         if temperature <= 0:
             raise ConfigError(f"method.temperature={temperature} must be > 0 (try 4)")
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"method.alpha={alpha} must be in [0, 1] (the weight of the KD term)")
+        if not 0.0 <= lam <= 1.0:
+            raise ConfigError(f"method.lam={lam} must be in [0, 1] (the weight of the KD term)")
         if teacher_input not in ("augmented", "clean"):
             raise ConfigError(f"method.teacher_input={teacher_input} must be 'augmented' or 'clean'")
         if cache_teacher_logits and teacher_input != "clean":
@@ -74,7 +74,7 @@ class DistillModule(SourceModule):
             )
         self.teacher, self.teacher_sha256 = self._load_teacher(teacher_ckpt)
         self.kd_loss = KDLoss(temperature)
-        self.alpha = alpha
+        self.lam = lam
         self.hint_weight = hint_weight
         self.hint = HintLoss(self.net.feature_dim, self.teacher.feature_dim) if hint_weight > 0 else None
         self.teacher_input = teacher_input
@@ -137,7 +137,7 @@ class DistillModule(SourceModule):
         teacher_logits = self.teacher_logits(images, positions)
         ce = self.criterion(logits, labels)
         kd = self.kd_loss(logits, teacher_logits)
-        terms = {"ce": ce, "kd": kd, "loss": (1 - self.alpha) * ce + self.alpha * kd}
+        terms = {"ce": ce, "kd": kd, "loss": (1 - self.lam) * ce + self.lam * kd}
         if self.hint is not None:
             with torch.no_grad():
                 teacher_features = self.teacher.features(images)

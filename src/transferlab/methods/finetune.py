@@ -8,12 +8,12 @@ import torch
 
 from transferlab.losses.regularizers import L2SP, ParameterRegularizer
 from transferlab.methods.base import decay_groups
-from transferlab.methods.source import SourceModule
+from transferlab.methods.supervised import SupervisedModule
 from transferlab.utils.checkpoint import load_backbone
 from transferlab.utils.errors import ConfigError
 
 
-class FinetuneModule(SourceModule):
+class FinetuneModule(SupervisedModule):
     """Fine-tune ``net`` from a source checkpoint, with a fresh head for the target classes.
 
     Args:

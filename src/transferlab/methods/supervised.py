@@ -1,4 +1,8 @@
-"""Supervised training on the source task: L = CE(y, f(x)), optionally with label smoothing."""
+"""Plain supervised training: L = CE(y, f(x)), optionally with label smoothing.
+
+What a source model or a teacher is trained with, and what fine-tuning and distillation add
+their transfer terms to.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from torch import nn
 from transferlab.methods.base import ClassificationModule
 
 
-class SourceModule(ClassificationModule):
+class SupervisedModule(ClassificationModule):
     """Cross-entropy training of ``net``; ``label_smoothing`` ε mixes the targets with uniform."""
 
     def __init__(self, *args: Any, label_smoothing: float = 0.0, **kwargs: Any) -> None:

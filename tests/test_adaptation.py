@@ -1,0 +1,202 @@
+"""The domain-adaptation family on its shared base: every method, loaders routed by name, labelled
+target images, and what each method may and may not see."""
+
+from __future__ import annotations
+
+import hydra
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from transferlab.data import DomainPairDataModule
+from transferlab.methods import CDANModule
+from transferlab.train import train
+from transferlab.utils.errors import ConfigError, DataError
+
+PAIR = [
+    "data=digits_blended_pair",
+    "net=resnet8",
+    "data.image_size=16",
+    "data.batch_size=32",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=2",
+    "method.optimizer.lr=0.05",
+]
+ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral"]
+DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]
+
+
+def final_weights(summary: dict) -> dict[str, torch.Tensor]:
+    return torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def deterministic_discriminator(method: str) -> list[str]:
+    """Adversarial methods: no dropout in d, and c = 1 from the first step (no warm-up)."""
+    if method not in ("dann", "cdan", "cdan_e"):
+        return []
+    return ["method.discriminator_dropout=0", "method.schedule=fixed"]
+
+
+@pytest.mark.parametrize("method", ["source_only", *ALIGNING])
+def test_each_method_reports_both_domains_and_its_alignment_term(fast_cfg, method):
+    summary = train(fast_cfg(*PAIR, f"method={method}", "+trainer.limit_test_batches=2"))
+    final = summary["final"]
+    for name in ("test/acc", "test/source_acc", "val/acc", "val/target_acc"):
+        assert 0 <= final[name] <= 1, name
+    assert ("train/alignment" in final) == (method != "source_only")
+    assert final["train/loss"] == pytest.approx(
+        final["train/ce"] + final.get("train/alignment", 0.0), rel=1e-4
+    )
+
+
+@pytest.mark.parametrize("method", ALIGNING)
+def test_the_alignment_term_moves_the_features_and_lambda_zero_removes_it(fast_cfg, tmp_path, method):
+    """λ > 0 changes the trained backbone (from the first step: no warm-up); λ = 0 leaves CE alone."""
+    common = [*PAIR, *DETERMINISTIC, "trainer.max_epochs=1", *deterministic_discriminator(method)]
+    aligned = train(fast_cfg(*common, f"method={method}", "method.lam=1", output_dir=tmp_path / "a"))
+    off = train(fast_cfg(*common, f"method={method}", "method.lam=0", output_dir=tmp_path / "b"))
+    a, b = final_weights(aligned), final_weights(off)
+    backbone = [k for k in a if k.startswith("net.backbone")]
+    assert any(not torch.equal(a[k], b[k]) for k in backbone)
+    assert off["final"]["train/ce"] == pytest.approx(off["final"]["train/loss"])
+
+
+class ReversedLoaders(DomainPairDataModule):
+    """The same pair with its evaluation loaders in the opposite order."""
+
+    def val_dataloader(self):
+        return dict(reversed(list(super().val_dataloader().items())))
+
+    def test_dataloader(self):
+        return dict(reversed(list(super().test_dataloader().items())))
+
+
+def test_evaluation_is_routed_by_loader_name_and_test_acc_is_the_target_accuracy(fast_cfg, tmp_path):
+    from conftest import compose_config
+    from transferlab.eval import evaluate
+
+    common = [*PAIR, "method=coral", *DETERMINISTIC]
+    straight = train(fast_cfg(*common, output_dir=tmp_path / "a"))
+    reordered = train(
+        fast_cfg(*common, "data._target_=test_adaptation.ReversedLoaders", output_dir=tmp_path / "b")
+    )
+    for name in (
+        "test/acc",
+        "test/loss",
+        "test/source_acc",
+        "test/source_loss",
+        "val/acc",
+        "val/target_loss",
+    ):
+        assert straight["final"][name] == reordered["final"][name], name
+    # eval.py tests on the target alone, with a plain classifier: the same number as test/acc
+    ckpt = straight["best"]["ckpt_path"]
+    evaluated = evaluate(compose_config([f"ckpt_path={ckpt}"], tmp_path / "eval", "eval"))
+    assert evaluated["final"]["test/acc"] == pytest.approx(straight["final"]["test/acc"], abs=1e-6)
+    assert (
+        straight["final"]["test/loss"] != straight["final"]["test/source_loss"]
+    )  # two domains, not one twice
+
+
+def test_labelled_target_images_are_n_per_class_and_leave_the_unlabelled_set(fast_cfg):
+    cfg = fast_cfg(*PAIR, "method=source_only", "data.target_labelled_per_class=3")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    labelled, unlabelled = datamodule.target_split()
+    assert torch.bincount(labelled.labels).tolist() == [3] * datamodule.num_classes
+    all_train = set(datamodule.target.datasets["train"].indices.tolist())
+    assert set(labelled.indices) | set(unlabelled.indices) == all_train
+    assert not set(labelled.indices) & set(unlabelled.indices)
+    batch = next(iter(datamodule.train_dataloader()))[0]
+    assert set(batch) == {"source", "target", "target_labelled"} and batch["target"].ndim == 4
+
+
+class ScrambleTargetLabels(Callback):
+    """Shift the labels of the target's training images, all of them or all but the labelled ones."""
+
+    def __init__(self, keep_labelled: bool) -> None:
+        self.keep_labelled = keep_labelled
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        pair = trainer.datamodule
+        train_split = pair.target.datasets["train"]
+        keep = torch.zeros(len(train_split), dtype=torch.bool)
+        if self.keep_labelled:
+            labelled, _ = pair.target_split()
+            keep = torch.as_tensor([int(i) in set(labelled.indices.tolist()) for i in train_split.indices])
+        labels = train_split.labels
+        labels.copy_(torch.where(keep, labels, (labels + 1) % pair.num_classes))
+
+
+def test_only_the_chosen_target_labels_reach_training(fast_cfg, tmp_path):
+    common = [*PAIR, *DETERMINISTIC, "method=dann", "method.discriminator_dropout=0"]
+    common += ["data.target_labelled_per_class=2"]
+    clean = train(fast_cfg(*common, output_dir=tmp_path / "a"))
+    others = train(fast_cfg(*common, output_dir=tmp_path / "b"), [ScrambleTargetLabels(keep_labelled=True)])
+    assert same_weights(final_weights(clean), final_weights(others))  # the unchosen labels change nothing
+    every = train(fast_cfg(*common, output_dir=tmp_path / "c"), [ScrambleTargetLabels(keep_labelled=False)])
+    assert not same_weights(final_weights(clean), final_weights(every))  # the chosen ones are used
+    assert clean["final"]["train/target_ce"] > 0
+
+
+class BlankTargetImages(Callback):
+    def setup(self, trainer, pl_module, stage) -> None:
+        target = trainer.datamodule.target
+        target.datasets["train"].transform = lambda image: torch.zeros(
+            3, target.image_size, target.image_size
+        )
+
+
+@pytest.mark.parametrize(("method", "uses_target"), [("source_only", False), ("dann", True)])
+def test_source_only_never_looks_at_the_target_images(fast_cfg, tmp_path, method, uses_target):
+    common = [*PAIR, *DETERMINISTIC, f"method={method}", *deterministic_discriminator(method)]
+    clean = train(fast_cfg(*common, output_dir=tmp_path / "a"))
+    blank = train(fast_cfg(*common, output_dir=tmp_path / "b"), [BlankTargetImages()])
+    assert same_weights(final_weights(clean), final_weights(blank)) != uses_target
+
+
+def test_an_adaptation_method_on_single_domain_data_is_a_one_line_error(fast_cfg):
+    with pytest.raises(ConfigError, match=r"DANNModule trains on a domain pair .* pick pair data"):
+        train(fast_cfg("method=dann"))
+
+
+def test_too_many_labelled_target_images_per_class_is_a_clear_error(fast_cfg):
+    cfg = fast_cfg(*PAIR, "method=source_only", "data.target_labelled_per_class=100000")
+    with pytest.raises(DataError, match=r"data.target_labelled_per_class: .*has only \d+ training images"):
+        train(cfg)
+
+
+def test_the_pair_sets_its_batch_and_image_size_on_both_domains(fast_cfg):
+    datamodule = hydra.utils.instantiate(fast_cfg(*PAIR).data)
+    for domain in (datamodule.source, datamodule.target):
+        assert (domain.batch_size, domain.image_size) == (32, 16)
+
+
+def test_cdan_randomizes_the_multilinear_map_only_when_it_is_large(fast_cfg):
+    from transferlab.nets import cnn, resnet8
+
+    small = CDANModule(resnet8(num_classes=3), discriminator_hidden=8)  # 64 features x 3 classes
+    large = CDANModule(cnn(num_classes=10, input_size=8), discriminator_hidden=8)  # 1024 x 10
+    assert small.domain_adversarial.multilinear_map.output_dim == 64 * 3
+    assert large.domain_adversarial.multilinear_map.output_dim == 1024
+
+
+def test_the_adaptation_benchmark_times_every_method_against_source_only(tmp_path):
+    """scripts/bench_adaptation.py at a tiny size, so it cannot rot (the measurement is its job)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_adaptation.py"
+    spec = importlib.util.spec_from_file_location("bench_adaptation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--experiment", "digits_adaptation", "--epochs", "2", "--limit-batches", "2", "--repeats", "1"]
+    report = bench.main([*args, "--out", str(tmp_path)])
+    assert set(report["ratio_to_source_only"]) == set(bench.METHODS)
+    assert report["ratio_to_source_only"]["source_only"] == 1.0
+    assert all(rate > 0 for rate in report["source_images_per_s"].values())
+    assert (tmp_path / "bench_adaptation_digits_adaptation_cpu.json").is_file()
