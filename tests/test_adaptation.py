@@ -164,6 +164,11 @@ def test_an_adaptation_method_on_single_domain_data_is_a_one_line_error(fast_cfg
         train(fast_cfg("method=dann"))
 
 
+def test_lambda_on_source_only_is_refused_rather_than_ignored(fast_cfg):
+    with pytest.raises(ConfigError, match=r"method=source_only has no alignment term for method.lam"):
+        train(fast_cfg(*PAIR, "method=source_only", "+method.lam=1"))
+
+
 def test_too_many_labelled_target_images_per_class_is_a_clear_error(fast_cfg):
     cfg = fast_cfg(*PAIR, "method=source_only", "data.target_labelled_per_class=100000")
     with pytest.raises(DataError, match=r"data.target_labelled_per_class: .*has only \d+ training images"):

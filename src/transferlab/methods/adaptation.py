@@ -218,3 +218,11 @@ class SourceOnlyModule(DomainAdaptationModule):
     images are not used at all."""
 
     uses_unlabelled_target = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "lam" in kwargs:
+            raise ConfigError(
+                "method=source_only has no alignment term for method.lam to weigh; drop it, "
+                "or pick an adaptation method (method=dann, cdan, cdan_e, dan, coral)"
+            )
+        super().__init__(*args, lam=0.0, **kwargs)
