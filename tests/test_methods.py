@@ -25,7 +25,7 @@ def test_top1_and_top5_accuracy_on_known_logits():
     assert set(accuracy_metrics(5, "x/").keys()) == {"x/acc"}  # top-5 of five classes says nothing
 
 
-def test_source_loss_is_cross_entropy_with_label_smoothing():
+def test_supervised_loss_is_cross_entropy_with_label_smoothing():
     torch.manual_seed(0)
     module = SupervisedModule(resnet20(num_classes=3), label_smoothing=0.2).eval()
     images, labels = torch.randn(5, 3, 16, 16), torch.tensor([0, 1, 2, 1, 0])

@@ -77,8 +77,9 @@ class DomainPairDataModule(L.LightningDataModule):
         self.target_labelled_per_class = target_labelled_per_class
         self._labelled_positions: np.ndarray | None = None  # chosen in setup()
         for domain in (source, target):
+            if domain.eval_batch_size == domain.batch_size:  # not set apart: it follows the batch size
+                domain.eval_batch_size = batch_size
             domain.batch_size = batch_size
-            domain.eval_batch_size = batch_size
             domain.image_size = image_size
 
     @property
