@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +73,15 @@ def test_ddp_launches_its_processes_into_one_run_directory(tmp_path: Path):
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     # 116 training images, global batch 16 over 2 ranks of 8: ceil(58 / 8) steps per epoch
     assert metrics["global_step"] == 8
+
+
+def test_the_override_check_expands_a_glob_sweep_instead_of_crashing(capsys):
+    """``-m "experiment=glob(*)"``: the key check composes the first matching option."""
+    from transferlab.utils.entry import check_override_keys
+
+    check_override_keys("train", ["-m", "experiment=glob(*)", "debug=fdr"])  # no HydraException
+    with pytest.raises(SystemExit):
+        check_override_keys(
+            "train", ["-m", "experiment=glob(digits_*,exclude=digits_source)", "method.lamda=1"]
+        )
+    assert "method.lamda is not in the config; valid keys under method: " in capsys.readouterr().err

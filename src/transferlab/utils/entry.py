@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from transferlab.utils.errors import TransferlabError
 from transferlab.utils.run_files import FAILED_FILE, write_failed
@@ -111,7 +112,7 @@ def check_override_keys(config_name: str, args: list[str]) -> None:
         if override.is_hydra_override() or override.package is not None:
             continue
         if (conf_dir / key).is_dir() or override.is_add() or override.is_delete() or override.is_force_add():
-            first = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else None
+            first = first_sweep_value(override, conf_dir) if override.is_sweep_override() else None
             structural.append(f"{text.split('=', 1)[0]}={first}" if first is not None else text)
         else:
             values.append(key)
@@ -134,3 +135,16 @@ def check_override_keys(config_name: str, args: list[str]) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def first_sweep_value(override: Any, conf_dir: Path) -> str | None:
+    """The first value a sweep override takes. ``glob(...)`` is matched here against the group's
+    files: Hydra expands it only with its config loader, which does not exist yet."""
+    from hydra.core.override_parser.types import Glob
+
+    value = override.value()
+    if isinstance(value, Glob):
+        options = sorted(path.stem for path in (conf_dir / override.key_or_group).glob("*.yaml"))
+        matched = value.filter(options)
+        return matched[0] if matched else None
+    return next(iter(override.sweep_string_iterator()))
