@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from conftest import SHARED_DATA, compose_config, write_cifar10, write_cifar100, write_image_tree
 from transferlab.eval import evaluate
@@ -87,6 +88,43 @@ def test_resume_from_last_ckpt_continues_where_the_run_stopped(fast_cfg, tmp_pat
     assert resumed["epochs"] == 3
     final = torch.load(Path(resumed_cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert final["epoch"] == 2
+
+
+class RecordLearningRates(Callback):
+    """The first parameter group's learning rate at the first step of every epoch."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.by_epoch.setdefault(trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [[], ["method=supervised_onecycle"], ["data=digits_blended_pair", "net=cnn", "method=source_only"]],
+    ids=["cosine", "onecycle", "annealed"],
+)
+def test_a_resume_into_more_epochs_re_plans_the_schedule_for_the_new_length(fast_cfg, tmp_path, schedule):
+    """Lightning restores the old plan (a cosine ending at lr 0 after epoch 1): the extra epochs
+    must run at the rates of a run planned for the new length, not at the old plan's end."""
+    small = (
+        ["data.image_size=8", "data.batch_size=32", "+trainer.limit_train_batches=3"] if schedule[1:] else []
+    )
+    common = [*schedule, *small]
+    straight = RecordLearningRates()
+    train(fast_cfg(*common, "trainer.max_epochs=3", output_dir=tmp_path / "straight"), [straight])
+    first = fast_cfg(*common, "trainer.max_epochs=1", output_dir=tmp_path / "first")
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = RecordLearningRates()
+    train(
+        fast_cfg(*common, "trainer.max_epochs=3", f"ckpt_path={last}", output_dir=tmp_path / "b"), [resumed]
+    )
+    assert sorted(resumed.by_epoch) == [1, 2]
+    for epoch in (1, 2):
+        assert resumed.by_epoch[epoch] == pytest.approx(straight.by_epoch[epoch], rel=1e-6)
+        assert resumed.by_epoch[epoch] > 0
 
 
 def test_resume_from_a_run_directory(fast_cfg, tmp_path):

@@ -19,8 +19,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from transferlab.nets.base import Classifier
+from transferlab.utils.entry import log
 from transferlab.utils.errors import TrainingError
 from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
+from transferlab.utils.schedule import planned_length, replan
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -157,6 +159,7 @@ class ClassificationModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer, **self._run_length(self.scheduler_factory))
+        self._planned_schedule = planned_length(scheduler)  # a resume may restore another length
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -172,6 +175,21 @@ class ClassificationModule(L.LightningModule):
         if "total_steps" in inspect.signature(func).parameters:
             return {"total_steps": int(self.trainer.estimated_stepping_batches)}
         return {}
+
+    def on_train_start(self) -> None:
+        # after a resume: a schedule planned for another run length is re-planned for this one
+        planned = getattr(self, "_planned_schedule", None)
+        for config in self.trainer.lr_scheduler_configs if planned else []:
+            changed = replan(config.scheduler, planned)
+            if changed:
+                detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+                log.info(
+                    "resume: the learning-rate schedule was planned for another run length (%s); "
+                    "re-planned from step %d, lr now %s",
+                    detail,
+                    self.global_step,
+                    [round(lr, 6) for lr in config.scheduler.get_last_lr()],
+                )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferlab"] = self.metadata
