@@ -40,7 +40,7 @@ class FinetuneModule(SupervisedModule):
         if source_ckpt is None and (freeze_backbone or (lam > 0 and isinstance(regularizer, L2SP))):
             raise ConfigError(
                 "a linear probe or L2-SP needs source weights; set method.source_ckpt=<checkpoint> "
-                "or pick an experiment with a source stage"
+                "or pick an experiment with a pretraining stage (e.g. experiment=split_finetune)"
             )
         self.regularizer = regularizer
         self.lam = lam
