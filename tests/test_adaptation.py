@@ -103,7 +103,8 @@ class ScrambleTargetLabels(Callback):
         keep = torch.zeros(len(train_split), dtype=torch.bool)
         if self.keep_labelled:
             labelled, _ = pair.target_split()
-            keep = torch.as_tensor([int(i) in set(labelled.indices.tolist()) for i in train_split.indices])
+            chosen = set(labelled.indices.tolist())
+            keep = torch.as_tensor([int(i) in chosen for i in train_split.indices])
         labels = train_split.labels
         labels.copy_(torch.where(keep, labels, (labels + 1) % pair.num_classes))
 

@@ -156,9 +156,10 @@ class DomainAdaptationModule(ClassificationModule):
 class AdversarialAdaptationModule(DomainAdaptationModule):
     """Alignment by a domain discriminator behind a gradient-reversal layer (DANN, CDAN).
 
-    A subclass builds ``self.domain_adversarial`` (the discriminator and its loss) and writes
-    ``adversarial_loss``; this class drives the reversal coefficient c(p), logs the
-    discriminator's accuracy, and gives the discriminator its own optimiser groups.
+    A subclass builds ``self.domain_adversarial`` (the discriminator and its loss); this class
+    drives the reversal coefficient c(p), logs the discriminator's accuracy, and gives the
+    discriminator its own optimiser groups. ``adversarial_loss`` feeds the discriminator the
+    features (DANN); a method that conditions it on more (CDAN) overrides it.
 
     Args:
         gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), or
@@ -191,7 +192,7 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
         coefficient: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the domain loss through a reversal of ``coefficient``, the discriminator's accuracy)."""
-        raise NotImplementedError
+        return self.domain_adversarial(f_s, f_t, coefficient)
 
     def alignment_loss(
         self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: torch.Tensor, logits_t: torch.Tensor

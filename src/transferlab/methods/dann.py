@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from transferlab.losses.alignment import DomainAdversarialLoss
 from transferlab.methods.adaptation import AdversarialAdaptationModule
 from transferlab.nets.discriminator import domain_discriminator
@@ -35,13 +33,3 @@ class DANNModule(AdversarialAdaptationModule):
                 self.net.feature_dim, discriminator_hidden, discriminator_layers, discriminator_dropout
             )
         )
-
-    def adversarial_loss(
-        self,
-        f_s: torch.Tensor,
-        f_t: torch.Tensor,
-        logits_s: torch.Tensor,
-        logits_t: torch.Tensor,
-        coefficient: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.domain_adversarial(f_s, f_t, coefficient)
