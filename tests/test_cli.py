@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import FAST
 
@@ -52,6 +53,29 @@ def test_a_multirun_sweep_writes_one_metrics_file_per_job(tmp_path: Path):
     assert [job.name for job in jobs] == ["0", "1"]
     for job in jobs:
         assert "test/acc" in json.loads((job / "metrics.json").read_text())["final"]
+
+
+def test_a_glob_sweep_over_experiments_with_and_without_a_pretraining_stage_runs_each(tmp_path: Path):
+    """The README's recipe: a key only some experiments have takes ``++``; debug=fdr shortens the
+    pipeline's stage instead of leaving it without a checkpoint."""
+    result = run(
+        "transferlab.train",
+        "-m",
+        "experiment=glob(digits_split_*)",
+        "debug=fdr",
+        "++pretrain.trainer.max_epochs=2",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted((tmp_path / "debug" / "multiruns").glob("*/[0-9]*"))
+    tasks = {yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())[0] for job in jobs}
+    assert tasks == {"experiment=digits_split_finetune", "experiment=digits_split_scratch"}
+    for job in jobs:
+        assert "test/acc" in json.loads((job / "metrics.json").read_text())["final"]
+    (stage,) = (d for d in (tmp_path / "cache" / "pretrain").iterdir() if d.is_dir())
+    assert json.loads((stage / "metrics.json").read_text())["global_step"] == 1  # shortened, not skipped
 
 
 def test_ddp_launches_its_processes_into_one_run_directory(tmp_path: Path):

@@ -96,6 +96,34 @@ def test_an_optuna_sweep_of_three_trials_optimises_validation_accuracy(tmp_path:
     assert results["best_value"] == pytest.approx(max(best_vals))
 
 
+def test_a_failed_optuna_trial_is_recorded_and_the_study_goes_on(tmp_path: Path):
+    # lr=1e30 makes the loss non-finite at once: those trials fail, the others must still run
+    result = multirun(
+        tmp_path,
+        "method=finetune",
+        "method/regularizer=l2",
+        "hparams_search=finetune_optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "method.optimizer.lr=choice(1e30,0.05)",
+    )
+    assert result.returncode == 1  # the sweep says it did not fully succeed ...
+    study_dir = next(tmp_path.glob("*/optuna/*"))
+    trials = sorted((p for p in study_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert len(trials) == 4  # ... after running every trial
+    failed = [t for t in trials if (t / "failed.json").is_file()]
+    done = [t for t in trials if (t / "metrics.json").is_file()]
+    assert failed and done and len(failed) + len(done) == 4
+    assert int(failed[0].name) < int(trials[-1].name)  # a failure did not end the study
+    results = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
+    best = max(json.loads((t / "metrics.json").read_text())["best"]["val/acc"] for t in done)
+    assert results["best_value"] == pytest.approx(best)
+    assert results["best_params"]["method.optimizer.lr"] == 0.05
+    rows = list(csv.DictReader((study_dir / "summary.csv").open()))
+    assert sorted(r["status"] for r in rows) == sorted(["failed"] * len(failed) + ["done"] * len(done))
+    assert f"{len(failed)} of 4 jobs did not finish" in result.stderr
+
+
 def hydra_config(*overrides: str):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose("train", overrides=list(overrides), return_hydra_config=True)

@@ -91,13 +91,16 @@ def test_resume_from_last_ckpt_continues_where_the_run_stopped(fast_cfg, tmp_pat
 
 
 class RecordLearningRates(Callback):
-    """The first parameter group's learning rate at the first step of every epoch."""
+    """The first parameter group's learning rate (and weight decay) at the first step of every epoch."""
 
     def __init__(self) -> None:
         self.by_epoch: dict[int, float] = {}
+        self.weight_decay: dict[int, float] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.by_epoch.setdefault(trainer.current_epoch, trainer.optimizers[0].param_groups[0]["lr"])
+        group = trainer.optimizers[0].param_groups[0]
+        self.by_epoch.setdefault(trainer.current_epoch, group["lr"])
+        self.weight_decay.setdefault(trainer.current_epoch, group["weight_decay"])
 
 
 @pytest.mark.parametrize(
@@ -125,6 +128,35 @@ def test_a_resume_into_more_epochs_re_plans_the_schedule_for_the_new_length(fast
     for epoch in (1, 2):
         assert resumed.by_epoch[epoch] == pytest.approx(straight.by_epoch[epoch], rel=1e-6)
         assert resumed.by_epoch[epoch] > 0
+
+
+def test_a_resume_with_a_new_learning_rate_and_weight_decay_trains_with_the_new_ones(fast_cfg, tmp_path):
+    """The checkpoint's optimiser state holds the old values; the resumed config's must win."""
+    new = ["method.optimizer.lr=0.1", "method.optimizer.weight_decay=0.001", "trainer.max_epochs=3"]
+    straight = RecordLearningRates()
+    train(fast_cfg(*new, output_dir=tmp_path / "straight"), [straight])
+    first = fast_cfg("method.optimizer.lr=0.02", "method.optimizer.weight_decay=0.01", "trainer.max_epochs=3")
+    first.trainer.max_epochs = 1  # an interrupted run of a 3-epoch plan, with the old settings
+    first.paths.output_dir = str(tmp_path / "first")
+    train(first)
+    resumed = RecordLearningRates()
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    train(fast_cfg(*new, f"ckpt_path={last}", output_dir=tmp_path / "b"), [resumed])
+    for epoch in (1, 2):
+        assert resumed.by_epoch[epoch] == pytest.approx(straight.by_epoch[epoch], rel=1e-6)
+        assert resumed.weight_decay[epoch] == straight.weight_decay[epoch] == 0.001
+
+
+def test_a_run_that_never_validated_writes_last_ckpt_and_says_so(fast_cfg, tmp_path):
+    cfg = fast_cfg("trainer.max_epochs=2", "trainer.check_val_every_n_epoch=5")
+    summary = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1  # written at the end of each training epoch: a resume point
+    metrics = read_metrics(run)
+    assert metrics["validated"] is False and summary["validated"] is False
+    assert metrics["best"]["tested_ckpt"] == "final weights" and "ckpt_path" not in metrics["best"]
+    assert "test/acc" in metrics["final"]
 
 
 def test_resume_from_a_run_directory(fast_cfg, tmp_path):

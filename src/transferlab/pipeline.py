@@ -33,6 +33,22 @@ _NOT_IN_RECIPE = {
 }
 
 
+def has_pretraining_stage(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` is a pipeline. A ``pretrain`` node without a recipe (``method``) is what
+    ``++pretrain.trainer.max_epochs=5`` leaves in an experiment that has no pretraining stage, in a
+    sweep over experiments: it is set aside, with a log line."""
+    stage = cfg.get("pretrain")
+    if not stage:
+        return False
+    if stage.get("method") is None:
+        log.info(
+            "no pretraining stage in this experiment: pretrain.%s ignored",
+            ", pretrain.".join(map(str, stage)),
+        )
+        return False
+    return True
+
+
 def pretraining_config(cfg: DictConfig) -> DictConfig:
     """The config of the pretraining run: the target's config with the ``pretrain`` node's parts."""
     stage = cfg.pretrain
@@ -42,7 +58,10 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
         stage_cfg.method = copy.deepcopy(stage.method)
         if stage.get("net"):  # a teacher may be another net than the student
             stage_cfg.net = copy.deepcopy(stage.net)
-        stage_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
+        # the stage's own trainer keys (its length) over the run's; the run's shared keys (a debug
+        # preset's shortening) over both
+        shared = {key: cfg.trainer[key] for key in cfg.get("shared_trainer_keys") or [] if key in cfg.trainer}
+        stage_cfg.trainer = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {}, shared)
         stage_cfg.seed = stage.seed
         stage_cfg.task_name = stage.task_name
         stage_cfg.ckpt_path = None
@@ -86,8 +105,8 @@ def prepare_pretraining(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Pa
         run(stage_cfg)
         if not done.is_file():
             raise CheckpointError(
-                f"the pretraining stage in {cache} finished without a best checkpoint (fast_dev_run, "
-                f"callbacks=none or no validation?); give the pretraining stage checkpointing"
+                f"the pretraining stage in {cache} finished without a best checkpoint (callbacks=none, "
+                f"trainer.fast_dev_run or no validation?); give the pretraining stage checkpointing"
             )
     return cache
 

@@ -7,16 +7,20 @@ the command line.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
-from transferlab.pipeline import prepare_pretraining
+from transferlab.methods.base import ClassificationModule
+from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
     instantiate_callbacks,
@@ -59,30 +63,70 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     ``extra_callbacks`` join the configured ones (for scripts that measure or probe a run).
     A directory that holds a finished run of the same config is not trained again (its metrics
     are returned); one that holds an interrupted run resumes from its ``last.ckpt``.
+
+    The run's phases, each in one function: check the config and claim the run directory; train
+    the pipeline's pretraining stage (a source or a teacher); build the data, model and trainer;
+    fit and test; record the metrics.
     """
-    validate_config(cfg)  # typos and wrong types fail here, before any data is read
-    if str(cfg.get("optimized_metric") or "").startswith("test/"):
-        raise ConfigError(
-            f"optimized_metric={cfg.optimized_metric} is a test metric; tune on a validation "
-            f"metric (e.g. optimized_metric=val/acc) and report the test metric once"
-        )
-    output_dir = Path(cfg.paths.output_dir)
-    flat = flat_config(cfg)
-    claim_output_dir(output_dir, flat)
-    done = finished_run(output_dir)
+    output_dir, flat, done = prepare_run_dir(cfg)
     if done is not None:
         log.info("finished before, skipped: %s", output_dir)
         return done
-    (output_dir / FAILED_FILE).unlink(missing_ok=True)  # a retry of a failed job
-
-    if cfg.get("pretrain"):  # a pipeline: the pretraining stage first (trained once, then cached)
+    if has_pretraining_stage(cfg):  # a pipeline: the pretraining stage first (trained once, then cached)
         pretrained_dir = prepare_pretraining(cfg, train)
         OmegaConf.update(
             cfg, cfg.pretrain.get("pass_to", "method.source_ckpt"), str(pretrained_dir), force_add=True
         )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = resume_from(cfg.get("ckpt_path"), output_dir, flat)
+    run = build(cfg, extra_callbacks)
+    summary = fit_and_test(cfg, run, ckpt_path)
+    record(output_dir, flat, run, summary)
+    return summary
 
+
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """Check the config, claim its run directory; return (directory, flat config, the metrics of
+    a finished run there or None)."""
+    validate_config(cfg)  # typos and wrong types fail here, before any data is read
+    if str(cfg.get("optimized_metric") or "").startswith("test/"):
+        raise ConfigError(
+            f"optimized_metric={cfg.optimized_metric} is a test metric; tune on a validation "
+            f"metric (e.g. optimized_metric=val/acc) and report the test metric once"
+        )
+    check_accelerator(cfg.trainer)
+    output_dir = Path(cfg.paths.output_dir)
+    flat = flat_config(cfg)
+    claim_output_dir(output_dir, flat)
+    done = finished_run(output_dir)
+    if done is None:
+        (output_dir / FAILED_FILE).unlink(missing_ok=True)  # a retry of a failed job
+    return output_dir, flat, done
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one fails here, in one line, not in Lightning."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no GPU; run on the CPU with "
+            f"trainer=cpu (or trainer.accelerator=cpu)"
+        )
+
+
+@dataclass
+class Run:
+    """What a run is built of."""
+
+    datamodule: ClassificationDataModule
+    model: ClassificationModule
+    trainer: L.Trainer
+    loggers: list[Logger]
+    metadata: dict[str, Any]
+
+
+def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
+    """The data, the model (net + method), the loggers, callbacks and trainer of ``cfg``."""
     datamodule: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the net's head needs the class count
@@ -115,36 +159,55 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     per_device_batch_size(datamodule.batch_size, trainer.world_size)  # fail before any work
     for logger in loggers:
         logger.log_hyperparams(to_plain(cfg))
+    return Run(datamodule, model, trainer, loggers, metadata)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, Any]:
+    """Fit (from ``ckpt_path`` when resuming), test the best checkpoint; the run's summary."""
+    trainer, model = run.trainer, run.model
+    trainer.fit(model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = scalar_metrics(trainer.callback_metrics)
+    validated = any(key.startswith("val/") for key in metrics)
+    if not validated:
+        log.warning(
+            "no validation ran (trainer.check_val_every_n_epoch=%s, max_epochs=%s): no best "
+            "checkpoint; the test uses the final weights",
+            cfg.trainer.get("check_val_every_n_epoch"),
+            cfg.trainer.get("max_epochs"),
+        )
     best = best_checkpoint(trainer)
     if cfg.get("test"):
         tested = best.get("ckpt_path")  # the best epoch, not the last one
         trainer.test(
             model,
-            datamodule=datamodule,
+            datamodule=run.datamodule,
             ckpt_path=tested,
             weights_only=True,
             verbose=cfg.get("verbose", True),
         )
         metrics |= scalar_metrics(trainer.callback_metrics)
         best["tested_ckpt"] = tested or "final weights"
-
-    summary = {
+    return {
         "final": metrics,
         "best": best,
+        "validated": validated,
         "test_class_acc": model.class_accuracy,
         **training_progress(trainer, best.get("last_ckpt_path")),
     }
-    log_final_hparams(loggers, flat, metrics, best)
-    if trainer.is_global_zero:
-        if best.get("ckpt_path"):
-            write_manifest(best["ckpt_path"], metadata, metrics)
-        write_json_atomic(output_dir / "metrics.json", summary)  # last: the done marker
-        log.info("metrics: %s", {k: metrics[k] for k in sorted(metrics) if "/acc" in k})
-        log.info("run directory: %s", output_dir)
-    return summary
+
+
+def record(output_dir: Path, flat: dict[str, Any], run: Run, summary: dict[str, Any]) -> None:
+    """TensorBoard's HParams row, the best checkpoint's manifest, and ``metrics.json`` (last: the
+    marker of a finished run)."""
+    metrics, best = summary["final"], summary["best"]
+    log_final_hparams(run.loggers, flat, metrics, best)
+    if not run.trainer.is_global_zero:
+        return
+    if best.get("ckpt_path"):
+        write_manifest(best["ckpt_path"], run.metadata, metrics)
+    write_json_atomic(output_dir / "metrics.json", summary)
+    log.info("metrics: %s", {k: metrics[k] for k in sorted(metrics) if "/acc" in k})
+    log.info("run directory: %s", output_dir)
 
 
 def optimized_value(cfg: DictConfig, summary: dict[str, Any]) -> float | None:
@@ -161,7 +224,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     silence_known_warnings()
     with user_errors(), record_failure(cfg.paths.output_dir) as outcome:
         summary = train(cfg)
-    return float("nan") if outcome.failed else optimized_value(cfg, summary)
+    # a failed job returns None, which the Optuna sweeper records as a failed trial and goes on
+    # (a NaN would end the study); the basic sweeper ignores the value
+    return None if outcome.failed else optimized_value(cfg, summary)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from transferlab.nets.base import Classifier
 from transferlab.utils.entry import log
 from transferlab.utils.errors import TrainingError
 from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
-from transferlab.utils.schedule import planned_length, replan
+from transferlab.utils.schedule import planned_state, replan
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -157,9 +157,10 @@ class ClassificationModule(L.LightningModule):
         for group in optimizer.param_groups:  # before the scheduler records its base LRs
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
+            self._planned = planned_state(optimizer, None)  # a resume may restore other settings
             return optimizer
         scheduler = self.scheduler_factory(optimizer, **self._run_length(self.scheduler_factory))
-        self._planned_schedule = planned_length(scheduler)  # a resume may restore another length
+        self._planned = planned_state(optimizer, scheduler)  # a resume may restore another plan
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -177,19 +178,23 @@ class ClassificationModule(L.LightningModule):
         return {}
 
     def on_train_start(self) -> None:
-        # after a resume: a schedule planned for another run length is re-planned for this one
-        planned = getattr(self, "_planned_schedule", None)
-        for config in self.trainer.lr_scheduler_configs if planned else []:
-            changed = replan(config.scheduler, planned)
-            if changed:
-                detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
-                log.info(
-                    "resume: the learning-rate schedule was planned for another run length (%s); "
-                    "re-planned from step %d, lr now %s",
-                    detail,
-                    self.global_step,
-                    [round(lr, 6) for lr in config.scheduler.get_last_lr()],
-                )
+        # after a resume: the config's optimiser settings and schedule length hold, not the
+        # checkpoint's (a no-op when they agree, as in a plain resume)
+        planned = getattr(self, "_planned", None)
+        if planned is None or not self.trainer.optimizers:
+            return
+        configs = self.trainer.lr_scheduler_configs
+        scheduler = configs[0].scheduler if configs else None
+        changed = replan(self.trainer.optimizers[0], scheduler, planned)
+        if changed:
+            detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            log.info(
+                "resume: the config changes what the checkpoint restored (%s); the config's values "
+                "hold from step %d, lr now %s",
+                detail,
+                self.global_step,
+                [round(group["lr"], 6) for group in self.trainer.optimizers[0].param_groups],
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferlab"] = self.metadata
