@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # another CUDA build or a CPU-only wheel, e.g. TORCH="torch torchvision --index-url ..."
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint format bench tensorboard clean
+.PHONY: setup demo demo-readme test lint format bench tensorboard clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(PY) -m transferlab.demo
+
+# run the demo and copy its table into README.md's results section
+demo-readme: setup
+	$(PY) -m transferlab.demo --update-readme
 
 test: setup
 	$(VENV)/bin/ruff check .

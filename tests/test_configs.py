@@ -76,7 +76,7 @@ def test_every_group_option_composes(group, option, tmp_path: Path):
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     validate_config(cfg)
     if group == "net":
-        assert cfg.net._target_ == f"transferlab.nets.{option}"
+        assert cfg.net._target_ in (f"transferlab.nets.{option}", f"transferlab.nets.{option}_net")
 
 
 def test_the_cifar10_source_experiment_is_cifar10_with_a_resnet(tmp_path: Path):

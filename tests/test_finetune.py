@@ -71,12 +71,13 @@ def test_the_head_is_freshly_initialised(fast_cfg, source_run):
 
 def test_l2sp_is_zero_at_the_start_and_its_gradient_is_lambda_times_the_drift(fast_cfg, source_run):
     lam = 0.3
-    module, _ = finetune_module(fast_cfg, source_run, f"method.lam={lam}")
-    assert module.penalty().item() == 0.0
+    module, datamodule = finetune_module(fast_cfg, source_run, f"method.lam={lam}")
+    images = next(iter(datamodule.train_dataloader()))[0]
+    assert module.penalty(images).item() == 0.0
     with torch.no_grad():
         for param in module.net.backbone.parameters():
             param.add_(0.01 * torch.randn_like(param))
-    (lam * module.penalty()).backward()
+    (lam * module.penalty(images)).backward()
     for name, param in module.net.backbone.named_parameters():
         assert torch.allclose(param.grad, lam * (param.detach() - module.source_weights[name]), atol=1e-7)
 

@@ -53,3 +53,75 @@ def test_reset_head_gives_a_fresh_head_and_keeps_the_backbone():
     assert net.num_classes == 100 and net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 100)
     for key, value in net.backbone.state_dict().items():
         assert torch.equal(value, backbone_before[key])
+
+
+def test_mlp_flattens_images_into_its_hidden_layers():
+    net = nets.mlp(num_classes=10, in_channels=1, input_size=28, hidden=[800, 800], dropout=0.2).eval()
+    x = torch.randn(4, 1, 28, 28)
+    assert net.features(x).shape == (4, 800) and net(x).shape == (4, 10)
+    linear = [m for m in net.backbone if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(784, 800), (800, 800)]
+    # Hinton et al.'s 784-800-800-10 net: 784·800 + 800 + 800·800 + 800 + 800·10 + 10 parameters
+    assert sum(p.numel() for p in net.parameters()) == 784 * 800 + 800 + 800 * 800 + 800 + 800 * 10 + 10
+    with pytest.raises(ValueError, match="hidden must list at least one layer"):
+        nets.mlp(num_classes=10, hidden=[])
+
+
+@pytest.mark.parametrize(("arch", "classifier"), [("resnet18", "fc"), ("mobilenet_v3_small", "classifier.3")])
+def test_a_torchvision_net_is_its_architecture_up_to_a_fresh_head(arch, classifier):
+    import torchvision
+
+    net = nets.torchvision_net(num_classes=5, arch=arch).eval()
+    reference = torchvision.models.get_model(arch)
+    last = reference.get_submodule(classifier)
+    # every tensor of the architecture but its last linear layer, which is now the head
+    assert set(net.backbone.state_dict()) == set(reference.state_dict()) - {
+        f"{classifier}.weight",
+        f"{classifier}.bias",
+    }
+    assert net.feature_dim == last.in_features and net.num_classes == 5 and not net.pretrained
+    x = torch.randn(2, 3, 64, 64)
+    assert net.features(x).shape == (2, last.in_features)
+    assert torch.allclose(net(x), net.head(net.features(x)))
+
+
+def test_torchvision_weights_from_a_state_dict_file_are_loaded_exactly(tmp_path):
+    import torchvision
+
+    torch.manual_seed(3)
+    saved = torchvision.models.resnet18()
+    torch.save(saved.state_dict(), tmp_path / "resnet18.pth")
+    net = nets.torchvision_net(num_classes=3, arch="resnet18", weights=str(tmp_path / "resnet18.pth"))
+    assert net.pretrained
+    for name, value in net.backbone.state_dict().items():
+        assert torch.equal(value, saved.state_dict()[name]), name
+    assert net.head.out_features == 3  # a fresh head, not the file's 1000 classes
+
+
+def test_a_state_dict_file_of_another_architecture_is_refused_listing_its_tensors(tmp_path):
+    import torchvision
+
+    from transferlab.utils.errors import CheckpointError
+
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34.pth")
+    with pytest.raises(
+        CheckpointError, match=r"does not fit torchvision's resnet18 \(\d+ mismatches: unexpected layer1.2"
+    ):
+        nets.torchvision_net(num_classes=3, arch="resnet18", weights=str(tmp_path / "resnet34.pth"))
+
+
+def test_torchvision_names_and_the_small_input_stem_are_checked():
+    from transferlab.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"net.arch=resnet9000 is not a torchvision classification model"):
+        nets.torchvision_net(num_classes=3, arch="resnet9000")
+    with pytest.raises(ConfigError, match=r"net.weights=IMAGENET9K is not a weights name of resnet18"):
+        nets.torchvision_net(num_classes=3, arch="resnet18", weights="IMAGENET9K")
+    with pytest.raises(ConfigError, match="adjusts a ResNet's stem"):
+        nets.torchvision_net(num_classes=3, arch="mobilenet_v3_small", small_input=True)
+    small = nets.torchvision_net(num_classes=3, arch="resnet18", small_input=True).eval()
+    assert small.backbone.conv1.stride == (1, 1) and isinstance(small.backbone.maxpool, torch.nn.Identity)
+    seen = {}
+    small.backbone.layer4.register_forward_hook(lambda m, i, o: seen.update(maps=o.shape))
+    small(torch.randn(1, 3, 32, 32))
+    assert seen["maps"][-2:] == (4, 4)  # not 1x1: the stem no longer divides 32 px by 4

@@ -48,6 +48,7 @@ from transferlab.utils.run_files import (
     FAILED_FILE,
     best_checkpoint,
     finished_run,
+    save_final_last_checkpoint,
     scalar_metrics,
     training_progress,
     write_json_atomic,
@@ -166,6 +167,7 @@ def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, 
     """Fit (from ``ckpt_path`` when resuming), test the best checkpoint; the run's summary."""
     trainer, model = run.trainer, run.model
     trainer.fit(model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    save_final_last_checkpoint(trainer)
     metrics = scalar_metrics(trainer.callback_metrics)
     validated = any(key.startswith("val/") for key in metrics)
     if not validated:

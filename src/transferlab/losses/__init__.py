@@ -9,14 +9,25 @@ from transferlab.losses.alignment import (
 )
 from transferlab.losses.distillation import HintLoss, KDLoss
 from transferlab.losses.domain import GradientReversal, annealed_lr_factor, grl_coefficient, reverse_gradient
-from transferlab.losses.regularizers import L2, L2SP, NoRegularizer, ParameterRegularizer
+from transferlab.losses.regularizers import (
+    L2,
+    L2SP,
+    BatchSpectralShrinkage,
+    FeatureMapDistance,
+    NoRegularizer,
+    ParameterRegularizer,
+    Regularizer,
+    RegularizerInputs,
+)
 
 __all__ = [
     "L2",
     "L2SP",
+    "BatchSpectralShrinkage",
     "CORALLoss",
     "ConditionalDomainAdversarialLoss",
     "DomainAdversarialLoss",
+    "FeatureMapDistance",
     "GradientReversal",
     "HintLoss",
     "KDLoss",
@@ -24,6 +35,8 @@ __all__ = [
     "MultipleKernelMMD",
     "NoRegularizer",
     "ParameterRegularizer",
+    "Regularizer",
+    "RegularizerInputs",
     "annealed_lr_factor",
     "grl_coefficient",
     "reverse_gradient",

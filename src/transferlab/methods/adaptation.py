@@ -23,6 +23,7 @@ from torch import nn
 
 from transferlab.losses.domain import annealed_lr_factor, grl_coefficient
 from transferlab.methods.base import ClassificationModule, accuracy_metrics, decay_groups
+from transferlab.utils.checkpoint import load_backbone
 from transferlab.utils.errors import ConfigError
 
 # (stage, domain) -> metric prefix: selection on the source, the verdict on the target
@@ -61,6 +62,8 @@ class DomainAdaptationModule(ClassificationModule):
         lam: λ ≥ 0, the weight of the alignment term A; 0 trains on the labels alone.
         labelled_target_weight: λ_t ≥ 0, the weight of CE on the labelled target images (when
             the data has some: ``data.target_labelled_per_class``).
+        source_ckpt: start from a source model's backbone (a checkpoint or its run directory;
+            set by a pipeline's pretraining stage); None starts from scratch.
     """
 
     #: whether the unlabelled target images go through the net (source-only training skips them)
@@ -71,9 +74,12 @@ class DomainAdaptationModule(ClassificationModule):
         *args: Any,
         lam: float = 1.0,
         labelled_target_weight: float = 1.0,
+        source_ckpt: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if source_ckpt is not None:
+            load_backbone(self.net, source_ckpt, self.metadata.get("net", {}), "method.source_ckpt")
         if lam < 0:
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 trains on the labels alone)")
         if labelled_target_weight < 0:

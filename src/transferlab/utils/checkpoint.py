@@ -58,7 +58,10 @@ def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[st
 def build_net(checkpoint: dict[str, Any], path: str | Path) -> Classifier:
     """Rebuild the checkpoint's net from its stored config and load its weights."""
     metadata = checkpoint_metadata(checkpoint, path)
-    net = hydra.utils.instantiate(OmegaConf.create(metadata["net"]), num_classes=metadata["num_classes"])
+    net_config = dict(metadata["net"])
+    if "weights" in net_config:  # pretrained weights are in the checkpoint: never fetch them again
+        net_config["weights"] = None
+    net = hydra.utils.instantiate(OmegaConf.create(net_config), num_classes=metadata["num_classes"])
     prefix = "net."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     net.load_state_dict(weights)

@@ -79,6 +79,16 @@ def _best_score(callback: ModelCheckpoint) -> float | None:
     return None if score is None else float(score)
 
 
+def save_final_last_checkpoint(trainer: Trainer) -> None:
+    """Write the unmonitored ``last`` checkpoint once more if the run's last steps are not in it
+    (its epochs after the last validation, or a run that never validated): a resume point."""
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint) or callback.monitor is not None or not callback.dirpath:
+            continue
+        if getattr(callback, "_last_global_step_saved", None) != trainer.global_step:
+            trainer.save_checkpoint(Path(callback.dirpath) / f"{callback.filename}.ckpt")
+
+
 def training_progress(trainer: Trainer, last_ckpt_path: str | None) -> dict[str, int]:
     """Epochs run and optimiser steps taken, as the run's last checkpoint records them.
 

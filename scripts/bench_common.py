@@ -1,0 +1,86 @@
+"""What the method-cost benchmarks share: a timer of the training steps, and runs of several
+arms in turn (so drifts in the machine's speed hit all alike) reported against a baseline arm."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+def labelled_images(batch: Any) -> int:
+    """The labelled images of a training batch: ``(images, labels)``, or a domain pair's source."""
+    if isinstance(batch, dict):
+        return int(batch["source"][1].shape[0])
+    return int(batch[1].shape[0])
+
+
+class StepTimer(Callback):
+    """Seconds of the training steps of each epoch (from its first batch to the end of its last
+    step), and the labelled images they saw."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.images: list[int] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._start, self._images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += labelled_images(batch)
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(self._end - self._start)
+        self.images.append(self._images)
+
+    def rate(self, warmup_epochs: int) -> float:
+        """The median images/s over the epochs after ``warmup_epochs``."""
+        rates = [n / s for n, s in zip(self.images, self.seconds, strict=True)][warmup_epochs:]
+        return statistics.median(rates)
+
+
+def compare(
+    arms: list[str],
+    run: Callable[[str, int], float],
+    repeats: int,
+    baseline: str,
+    device: str,
+    config: dict[str, Any],
+    out: Path,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``run(arm, repeat)`` -> images/s for every arm, ``repeats`` times in turn; print the table
+    (median, min–max, ratio to ``baseline``) and write it, with ``extra``, to ``out`` as JSON."""
+    rates: dict[str, list[float]] = {arm: [] for arm in arms}
+    for repeat in range(repeats):
+        for arm in arms:
+            rates[arm].append(run(arm, repeat))
+    median = {arm: statistics.median(r) for arm, r in rates.items()}
+    base = median.get(baseline)
+    report = {
+        "config": config,
+        "device": device,
+        "images_per_s": median,
+        f"ratio_to_{baseline}": {arm: v / base for arm, v in median.items()} if base else {},
+        "runs": rates,
+        **(extra or {}),
+    }
+    print(f"\n{'arm':<16}{'images/s':>10}{'min-max':>18}{'x ' + baseline:>18}")
+    for arm, values in rates.items():
+        ratio = f"{median[arm] / base:>18.3f}" if base else ""
+        print(f"{arm:<16}{median[arm]:>10.1f}{f'{min(values):.0f}-{max(values):.0f}':>18}{ratio}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return report

@@ -1,0 +1,115 @@
+"""Training cost of each fine-tuning regularizer relative to plain fine-tuning (λ = 0).
+
+Every arm fine-tunes the same net from the same source on the same images with the same batch
+size; only R differs: L2-SP (a sum over the parameters), BSS (an SVD of the batch's features) and
+DELTA (a second forward pass, through the frozen source backbone, and the feature-map distances).
+Images/s counts the training images of an epoch's steps, after ``--warmup-epochs``; the arms run
+in turn, ``--repeats`` times, and the median is reported with the spread. DELTA's channel attention
+is a one-time cost at the start of fitting (not in the steps): ``--attention`` adds that arm, and
+its seconds are printed.
+
+    python scripts/bench_regularizers.py                      # split task, ResNet-20, 32 px, CPU
+    python scripts/bench_regularizers.py --repeats 4 data.batch_size=128
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from bench_common import StepTimer, compare
+from transferlab.train import train
+from transferlab.utils.config import compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DELTA = ["method/regularizer=delta", "method.regularizer.layers=['3','4','5']"]
+ARMS = {
+    "finetune": ["method/regularizer=none", "method.lam=0"],
+    "l2sp": ["method/regularizer=l2sp", "method.lam=0.01"],
+    "bss": ["method/regularizer=bss", "method.lam=0.001"],
+    "delta": [*DELTA, "method.lam=0.01"],
+    "delta_attention": [*DELTA, "method.regularizer.attention=true", "method.lam=0.01"],
+}
+
+
+class FitStartTimer(Callback):
+    """Seconds from the start of fitting to the first training batch (DELTA's attention)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def run(args: argparse.Namespace, arm: str, out: Path, setup_seconds: dict[str, list[float]]) -> float:
+    overrides = [
+        *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=finetune"]),
+        *ARMS[arm],
+        f"pretrain.trainer.max_epochs={args.source_epochs}",  # the source's quality does not change the cost
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={args.accelerator}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        "logger=none",
+        "test=false",
+        "verbose=false",
+        f"paths.cache_dir={args.out / 'cache'}",
+        *args.overrides,
+    ]
+    if args.limit_batches:
+        overrides.append(f"+trainer.limit_train_batches={args.limit_batches}")
+    timer, start = StepTimer(), FitStartTimer()
+    train(compose_config(overrides, out), extra_callbacks=[timer, start])
+    setup_seconds.setdefault(arm, []).append(start.seconds)
+    return timer.rate(args.warmup_epochs)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--experiment", default="split_finetune", help="a pipeline, or none (give pretrain=...)"
+    )
+    parser.add_argument(
+        "--arms", nargs="+", default=[a for a in ARMS if a != "delta_attention"], choices=list(ARMS)
+    )
+    parser.add_argument("--attention", action="store_true", help="add DELTA with channel attention")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--source-epochs", type=int, default=1)
+    parser.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench_regularizers")
+    parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. data.batch_size=128")
+    args = parser.parse_args(argv)
+    if args.warmup_epochs >= args.epochs:
+        parser.error(f"--epochs={args.epochs} must exceed --warmup-epochs={args.warmup_epochs}")
+    arms = [*args.arms, "delta_attention"] if args.attention else args.arms
+    setup_seconds: dict[str, list[float]] = {}
+    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu x{torch.get_num_threads()}"
+    report = compare(
+        arms,
+        lambda arm, repeat: run(args, arm, args.out / f"{arm}_{repeat}", setup_seconds),
+        args.repeats,
+        baseline="finetune",
+        device=device,
+        config={k: str(v) for k, v in vars(args).items()},
+        out=args.out / f"bench_regularizers_{args.experiment}_{args.accelerator}.json",
+        extra={"setup_seconds": setup_seconds},  # filled in by the runs before compare writes
+    )
+    print(
+        "seconds from fit start to the first step:", {a: round(min(s), 2) for a, s in setup_seconds.items()}
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()
