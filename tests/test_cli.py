@@ -55,6 +55,7 @@ def test_a_multirun_sweep_writes_one_metrics_file_per_job(tmp_path: Path):
         assert "test/acc" in json.loads((job / "metrics.json").read_text())["final"]
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_glob_sweep_over_experiments_with_and_without_a_pretraining_stage_runs_each(tmp_path: Path):
     """The README's recipe: a key only some experiments have takes ``++``; debug=fdr shortens the
     pipeline's stage instead of leaving it without a checkpoint."""

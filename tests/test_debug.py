@@ -48,6 +48,7 @@ def test_a_debug_preset_shortens_the_pipeline_stage_over_its_own_length(preset, 
     assert set(cfg.shared_trainer_keys) <= set(cfg.trainer)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run)
 @pytest.mark.parametrize("experiment", ["digits_split_finetune", "digits_distill"])
 def test_debug_fdr_runs_a_pipeline_each_stage_one_step_with_its_checkpoint(experiment, tmp_path):
     cfg = compose_config(

@@ -63,6 +63,7 @@ def test_delta_is_zero_at_the_source_and_pulls_the_features_back_to_it(fast_cfg,
     )
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_the_frozen_source_net_stays_frozen_and_out_of_the_optimiser(fast_cfg, cnn_source):
     cfg = fast_cfg(
         "net=cnn",
@@ -99,6 +100,7 @@ def test_a_layer_the_backbone_does_not_have_is_named_with_the_ones_it_has(fast_c
         )
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_delta_attention_is_a_distribution_per_layer_and_leaves_the_generators_alone(fast_cfg, cnn_source):
     cfg = fast_cfg(
         "net=cnn",
@@ -149,6 +151,7 @@ def test_a_regularizer_that_needs_the_source_refuses_to_run_without_one(fast_cfg
         build(fast_cfg, None, "method/regularizer=delta", "method.lam=0.1")
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_pretrained_torchvision_net_is_the_source_of_l2sp_and_its_checkpoint_evaluates(fast_cfg, tmp_path):
     import torchvision
 

@@ -96,6 +96,7 @@ def test_an_optuna_sweep_of_three_trials_optimises_validation_accuracy(tmp_path:
     assert results["best_value"] == pytest.approx(max(best_vals))
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_failed_optuna_trial_is_recorded_and_the_study_goes_on(tmp_path: Path):
     # lr=1e30 makes the loss non-finite at once: those trials fail, the others must still run
     result = multirun(
