@@ -18,6 +18,7 @@ def table(out: Path) -> str:
     return (out / "results.md").read_text().strip().rsplit("\n", 1)[0]
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_the_demo_runs_every_method_and_writes_its_table(tmp_path: Path, capsys):
     rows = main([*TINY, "--out", str(tmp_path / "a")])
     printed = capsys.readouterr().out
