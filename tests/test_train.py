@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,23 @@ def test_ddp_with_two_cpu_processes(fast_cfg):
     assert summary["global_step"] == 2 * 8
     assert Path(summary["best"]["ckpt_path"]).is_file()
     assert 0.0 <= read_metrics(Path(cfg.paths.output_dir))["final"]["test/acc"] <= 1.0
+
+
+def test_a_gloo_process_group_is_destroyed_at_exit_while_python_is_alive(tmp_path):
+    # Left to interpreter finalisation, gloo's threads sometimes abort a finished DDP worker
+    # (SIGABRT); the trainer's callback registers the group's destruction as an atexit handler.
+    script = f"""
+import atexit, torch.distributed as dist
+from transferlab.utils.distributed import GlooShutdown
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+GlooShutdown().setup(None, None, "fit")
+GlooShutdown().setup(None, None, "test")  # registers once
+atexit._run_exitfuncs()
+print("initialized after exit handlers:", dist.is_initialized())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "initialized after exit handlers: False" in done.stdout
 
 
 def test_batch_size_that_does_not_divide_over_devices_fails_before_training(fast_cfg):

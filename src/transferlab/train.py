@@ -36,6 +36,7 @@ from transferlab.utils.entry import (
     silence_known_warnings,
     user_errors,
 )
+from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.resume import (
     AtomicCheckpointIO,
@@ -152,7 +153,7 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
         with_logger=bool(loggers),
         with_progress_bar=cfg.trainer.get("enable_progress_bar", True),
     )
-    callbacks += [RNGStateCallback(), *(extra_callbacks or [])]
+    callbacks += [RNGStateCallback(), GlooShutdown(), *(extra_callbacks or [])]
     plugins = [] if cfg.trainer.get("plugins") else [AtomicCheckpointIO()]
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
