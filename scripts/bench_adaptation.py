@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import StepTimer, compare
+from bench_common import QUIET_RUN, StepTimer, compare
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
@@ -39,12 +39,7 @@ def run(args: argparse.Namespace, method: str, out: Path) -> float:
         *method_overrides(method),
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.accelerator}",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "~callbacks.progress_bar",
-        "logger=none",
-        "test=false",
-        "verbose=false",
+        *QUIET_RUN,
         f"seed={args.seed}",
         *args.overrides,
     ]

@@ -13,6 +13,16 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+# what every timed run turns off: no progress bar, summary, logger, test or metric printout
+QUIET_RUN = [
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "logger=none",
+    "test=false",
+    "verbose=false",
+]
+
 
 def labelled_images(batch: Any) -> int:
     """The labelled images of a training batch: ``(images, labels)``, or a domain pair's source."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from bench_common import StepTimer, compare
+from bench_common import QUIET_RUN, StepTimer, compare
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
@@ -53,12 +53,7 @@ def run(args: argparse.Namespace, arm: str, out: Path, setup_seconds: dict[str, 
         f"pretrain.trainer.max_epochs={args.source_epochs}",  # the source's quality does not change the cost
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.accelerator}",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "~callbacks.progress_bar",
-        "logger=none",
-        "test=false",
-        "verbose=false",
+        *QUIET_RUN,
         f"paths.cache_dir={args.out / 'cache'}",
         *args.overrides,
     ]

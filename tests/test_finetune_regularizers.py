@@ -41,6 +41,18 @@ def build(
     return module, images, labels
 
 
+def delta_on_two_layers(source: Path) -> list[str]:
+    """Fine-tuning the CNN from ``source`` with DELTA on its 2nd conv block and its last layer."""
+    return [
+        "net=cnn",
+        "method=finetune",
+        "method/regularizer=delta",
+        "method.regularizer.layers=['2','5']",
+        "method.lam=0.01",
+        f"method.source_ckpt={source}",
+    ]
+
+
 def test_delta_is_zero_at_the_source_and_pulls_the_features_back_to_it(fast_cfg, cnn_source):
     lam = 0.5
     module, images, _ = build(fast_cfg, cnn_source, "method/regularizer=delta", f"method.lam={lam}")
@@ -65,15 +77,7 @@ def test_delta_is_zero_at_the_source_and_pulls_the_features_back_to_it(fast_cfg,
 
 @pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_the_frozen_source_net_stays_frozen_and_out_of_the_optimiser(fast_cfg, cnn_source):
-    cfg = fast_cfg(
-        "net=cnn",
-        "method=finetune",
-        "method/regularizer=delta",
-        "method.regularizer.layers=['2','5']",
-        "method.lam=0.01",
-        f"method.source_ckpt={cnn_source}",
-        "trainer.max_epochs=2",
-    )
+    cfg = fast_cfg(*delta_on_two_layers(cnn_source), "trainer.max_epochs=2")
     summary = train(cfg)
     final = summary["final"]
     assert final["train/reg"] > 0
@@ -103,14 +107,7 @@ def test_a_layer_the_backbone_does_not_have_is_named_with_the_ones_it_has(fast_c
 @pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_delta_attention_is_a_distribution_per_layer_and_leaves_the_generators_alone(fast_cfg, cnn_source):
     cfg = fast_cfg(
-        "net=cnn",
-        "method=finetune",
-        "method/regularizer=delta",
-        "method.regularizer.layers=['2','5']",
-        "method.regularizer.attention=true",
-        "method.attention_images=32",
-        "method.lam=0.01",
-        f"method.source_ckpt={cnn_source}",
+        *delta_on_two_layers(cnn_source), "method.regularizer.attention=true", "method.attention_images=32"
     )
     seen = {}
 

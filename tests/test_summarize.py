@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from transferlab.summarize import summarize
+from transferlab.summarize import summarize, y_limits
 
 
 def fake_job(root: Path, number: int, overrides: list[str], acc: float | None) -> None:
@@ -39,9 +40,46 @@ def test_summary_groups_by_swept_values_and_averages_over_seeds(tmp_path: Path):
     assert len(rows) == 4
     assert rows[("0", "1")]["mean"] == pytest.approx(0.6) and rows[("0", "1")]["n"] == 2
     assert rows[("0", "1")]["std"] == pytest.approx(0.1414, abs=1e-4)
-    assert rows[("0", "1")]["ci95"] == pytest.approx(12.706 * 0.14142 / 2**0.5, rel=1e-3)
+    assert math.isnan(rows[("0", "1")]["ci95"])  # two seeds: their values, no ±12.7-std interval
+    assert rows[("0", "1")]["values"] == [0.5, 0.7]
     assert rows[("0.1", "4")]["failed"] == 1 and rows[("0.1", "4")]["n"] == 1  # not silently dropped
     csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 8 and sum(",failed,RuntimeError" in line for line in csv_lines) == 1
+    assert len(csv_lines) == 1 + 8 and sum("RuntimeError" in line for line in csv_lines) == 1
+    assert csv_lines[0] == "job,status,method.lam,method.temperature,test/acc,val/acc,error,seed"
     assert "| 0.1 | 4 | 1 | 1 |" in (tmp_path / "summary.md").read_text()
     assert len(result["plots"]) == 2 and all(p.stat().st_size > 0 for p in result["plots"])
+
+
+def test_three_seeds_get_a_t_interval_and_each_arm_its_gain_over_the_sweeps_control(tmp_path: Path):
+    accs = {"0": [0.60, 0.70, 0.65], "0.1": [0.64, 0.71, 0.72], "1": [0.58, 0.69, 0.60]}
+    number = 0
+    for lam, values in accs.items():
+        for seed, acc in enumerate(values):
+            fake_job(tmp_path, number, ["data=digits", f"method.lam={lam}", f"seed={seed}"], acc)
+            number += 1
+    result = summarize([tmp_path])
+    assert result["control"] == ("method.lam", "0")  # λ = 0 is the sweep's own control
+    rows = {r["method.lam"]: r for r in result["rows"]}
+    assert rows["0"]["ci95"] == pytest.approx(4.303 * 0.05 / 3**0.5, rel=1e-3)
+    gains = [0.04, 0.01, 0.07]  # paired by seed: 0.64 − 0.60, 0.71 − 0.70, 0.72 − 0.65
+    assert rows["0.1"]["gain"] == pytest.approx(sum(gains) / 3)
+    assert rows["0.1"]["gain_ci95"] == pytest.approx(4.303 * 0.03 / 3**0.5, rel=1e-3)
+    assert rows["0.1"]["ahead"] == 3 and rows["1"]["ahead"] == 0 and rows["0"]["control"]
+    table = (tmp_path / "summary.md").read_text()
+    assert table.startswith("constant: data=digits\n")  # the constant overrides, apart
+    assert "| control |" in table and "+0.0400 ([" in table and "; 3/3) |" in table
+    assert "| 0.6000, 0.7000, 0.6500 |" in table
+
+
+def test_a_sweep_without_a_control_value_has_no_gain_column(tmp_path: Path):
+    for number, (t, acc) in enumerate([("2", 0.5), ("4", 0.6)]):
+        fake_job(tmp_path, number, [f"method.temperature={t}", "seed=0"], acc)
+    result = summarize([tmp_path])
+    assert result["control"] is None and "gain over" not in result["table"]
+
+
+def test_plots_of_a_rate_stay_inside_zero_to_one():
+    low, high = y_limits([0.97, 0.99, 1.0])
+    assert 0.9 < low < 0.97 and high == 1.0
+    assert y_limits([0.0, 0.01]) == (0.0, pytest.approx(0.03))
+    assert y_limits([0.5, 2.5]) is None  # a loss: matplotlib's own range

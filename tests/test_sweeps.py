@@ -18,7 +18,8 @@ from hydra import compose, initialize_config_dir
 from conftest import CONF_DIR, FAST
 from transferlab.summarize import summarize
 from transferlab.train import train
-from transferlab.utils.reports import per_class_accuracy
+from transferlab.utils.entry import run_label
+from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,6 +194,30 @@ def test_test_time_reports_per_class_accuracy_and_a_confusion_matrix(fast_cfg):
         assert per_class[name] == pytest.approx(int(counts[i, i]) / int(counts[i].sum()))
     assert counts.trace().item() / counts.sum().item() == pytest.approx(summary["final"]["test/acc"])
     assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_the_confusion_matrix_shows_its_counts_and_names_its_run(tmp_path: Path):
+    confusion = torch.tensor([[3, 1, 0], [0, 5, 0], [2, 2, 4]])
+    figure = write_confusion_matrix(confusion, ["a", "b", "c"], tmp_path, "finetune: method.lam=0.1, seed=1")
+    ax = figure.axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert cells == {(0, 0): "3", (0, 1): "1", (1, 1): "5", (2, 0): "2", (2, 1): "2", (2, 2): "4"}
+    assert ax.get_title().startswith("finetune: method.lam=0.1, seed=1\n")
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_a_runs_label_is_its_task_and_its_command_line_overrides():
+    from hydra.core.hydra_config import HydraConfig
+
+    assert run_label("finetune", "run") == "finetune"  # train(cfg) outside Hydra
+    cfg = hydra_config("method.optimizer.lr=0.1", "seed=3")
+    cfg.hydra.runtime.output_dir = "job"
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert run_label("finetune", "job") == "finetune: method.optimizer.lr=0.1, seed=3"
+        assert run_label("source", "cache/source-1a2b") == "source"  # a pipeline stage's run
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def test_per_class_accuracy_is_the_recall_of_each_class():

@@ -193,7 +193,7 @@ def test_a_gloo_process_group_is_destroyed_at_exit_while_python_is_alive(tmp_pat
     script = f"""
 import atexit, torch.distributed as dist
 from transferlab.utils.distributed import GlooShutdown
-dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
 GlooShutdown().setup(None, None, "fit")
 GlooShutdown().setup(None, None, "test")  # registers once
 atexit._run_exitfuncs()

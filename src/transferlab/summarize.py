@@ -1,9 +1,11 @@
 """Summarise sweeps: ``python -m transferlab.summarize <multirun dir> [<dir> ...] [--metric test/acc]``.
 
 Reads each job's ``.hydra/overrides.yaml`` and ``metrics.json`` and writes, into the first
-directory (or ``--out``): ``summary.csv`` (one row per job, failed ones included), ``summary.md``
-(mean ± std and a 95% confidence interval over seeds, per combination of swept values) and, for
-every swept parameter, a PNG of the metric against it.
+directory (or ``--out``): ``summary.csv`` (one row per job, failed ones included: the swept keys
+first, then the metrics, the constant overrides last), ``summary.md`` (per combination of swept
+values: n, mean ± std, each seed's value, a 95% t-interval where n ≥ 3, and where the sweep holds
+its own control — λ = 0, α = 0, source only — each arm's gain over it, paired by seed) and, for
+every swept parameter, a PNG of the metric against it with every seed's point.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from transferlab.utils.run_files import FAILED_FILE, finished_run
 # two-sided 95% Student t quantiles by degrees of freedom (1.96 beyond the table)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 _REPLICATES = {"seed"}
+_CONTROL_WEIGHTS = ("lam", "alpha", "lambda", "hint_weight")  # a transfer term's weight: 0 = off
+_CONTROL_METHODS = {"source_only"}  # method=<name>: an arm with no transfer term
 
 
 def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -60,74 +64,158 @@ def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean, sample std and the half-width of a 95% t-interval; the interval only for n ≥ 3 (with
+    two values it spans ±12.7 std: nothing a reader can use)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, float("nan"), float("nan")
     std = statistics.stdev(values)
+    if len(values) < 3:
+        return mean, std, float("nan")
     return mean, std, _T95.get(len(values) - 1, 1.96) * std / math.sqrt(len(values))
 
 
-def group(jobs: list[dict[str, Any]], keys: list[str], metric: str) -> list[dict[str, Any]]:
+def is_control(key: str, value: str) -> bool:
+    """An override that switches the transfer off: a weight of 0, or a method without transfer."""
+    if key.rsplit(".", 1)[-1] in _CONTROL_WEIGHTS:
+        try:
+            return float(value) == 0.0
+        except ValueError:
+            return False
+    return key == "method" and value in _CONTROL_METHODS
+
+
+def control_key(keys: list[str], jobs: list[dict[str, Any]], control: str | None) -> tuple[str, str] | None:
+    """The swept (key, value) of the sweep's own control: ``control`` ("key=value") if given,
+    else the one swept key that has a control value among its values."""
+    if control:
+        key, _, value = control.partition("=")
+        return key, value
+    found = [
+        (key, value)
+        for key in keys
+        for value in sorted({job["overrides"].get(key, "—") for job in jobs})
+        if is_control(key, value)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def seed_of(job: dict[str, Any]) -> str:
+    return job["overrides"].get("seed", "")
+
+
+def group(
+    jobs: list[dict[str, Any]], keys: list[str], metric: str, control: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per combination of swept values: n, failed, mean, std, ci95, each seed's value, and
+    (with a control) the gain over the control row that differs only in the control key."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for job in jobs:
         groups[tuple(job["overrides"].get(k, "—") for k in keys)].append(job)
     rows = []
     for combination, members in sorted(groups.items()):
-        values = [j["metrics"][metric] for j in members if j["status"] == "done" and metric in j["metrics"]]
+        done = sorted((j for j in members if j["status"] == "done" and metric in j["metrics"]), key=seed_of)
+        by_seed = {seed_of(j): float(j["metrics"][metric]) for j in done}
+        values = [float(j["metrics"][metric]) for j in done]
         mean, std, ci = mean_std_ci(values) if values else (float("nan"),) * 3
-        failed = sum(j["status"] != "done" for j in members)
         rows.append(
             {
                 **dict(zip(keys, combination, strict=True)),
                 "n": len(values),
-                "failed": failed,
+                "failed": sum(j["status"] != "done" for j in members),
                 "mean": mean,
                 "std": std,
                 "ci95": ci,
+                "values": values,
+                "by_seed": by_seed,
             }
         )
+    if control:
+        add_gains(rows, keys, control)
     return rows
 
 
-def write_csv(jobs: list[dict[str, Any]], path: Path) -> None:
-    override_keys = sorted({k for j in jobs for k in j["overrides"]})
+def add_gains(rows: list[dict[str, Any]], keys: list[str], control: tuple[str, str]) -> None:
+    """Each row's gain over its control row (the same values but ``control``), paired by seed:
+    mean, 95% t-interval (n ≥ 3) and how many seeds are ahead."""
+    key, value = control
+    if key not in keys:
+        return
+    others = [k for k in keys if k != key]
+    controls = {tuple(r[k] for k in others): r for r in rows if str(r[key]) == value}
+    for row in rows:
+        base = controls.get(tuple(row[k] for k in others))
+        if base is None or row is base:
+            row["control"] = row is base
+            continue
+        gains = [v - base["by_seed"][s] for s, v in row["by_seed"].items() if s in base["by_seed"]]
+        if gains:
+            mean, _, ci = mean_std_ci(gains)
+            row |= {"gain": mean, "gain_ci95": ci, "ahead": sum(g > 0 for g in gains), "pairs": len(gains)}
+
+
+def write_csv(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:
+    """One row per job: the swept keys first, then the metrics, the constant overrides last."""
+    constants = sorted({k for j in jobs for k in j["overrides"]} - set(keys))
     metric_keys = sorted({k for j in jobs for k in j["metrics"]})
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", "error", *override_keys, *metric_keys])
+        writer.writerow(["job", "status", *keys, *metric_keys, "error", *constants])
         for job in jobs:
             writer.writerow(
                 [
                     job["job"],
                     job["status"],
-                    job["error"],
-                    *(job["overrides"].get(k, "") for k in override_keys),
+                    *(job["overrides"].get(k, "") for k in keys),
                     *(job["metrics"].get(k, "") for k in metric_keys),
+                    job["error"],
+                    *(job["overrides"].get(k, "") for k in constants),
                 ]
             )
 
 
-def markdown(rows: list[dict[str, Any]], keys: list[str], metric: str, jobs: list[dict[str, Any]]) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    metric: str,
+    jobs: list[dict[str, Any]],
+    control: tuple[str, str] | None = None,
+) -> str:
     def fmt(x: float) -> str:
         return "—" if math.isnan(x) else f"{x:.4f}"
 
-    header = [*keys, "n", "not done", f"{metric} mean ± std", "95% CI"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    def interval(mean: float, half: float) -> str:
+        return "—" if math.isnan(half) else f"[{fmt(mean - half)}, {fmt(mean + half)}]"
+
+    with_gain = any("gain" in r for r in rows)
+    header = [*keys, "n", "not done", f"{metric} mean ± std", "95% CI (n ≥ 3)", "per seed"]
+    if with_gain:
+        header.append(f"gain over {control[0]}={control[1]}, paired by seed (95% CI; seeds ahead)")
+    lines = []
+    constants = sorted(
+        {f"{k}={v}" for j in jobs for k, v in j["overrides"].items() if k not in {*keys, *_REPLICATES}}
+    )
+    if constants:
+        lines += [f"constant: {', '.join(constants)}", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        ci = "—" if math.isnan(r["ci95"]) else f"[{fmt(r['mean'] - r['ci95'])}, {fmt(r['mean'] + r['ci95'])}]"
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    *(str(r[k]) for k in keys),
-                    str(r["n"]),
-                    str(r["failed"]),
-                    f"{fmt(r['mean'])} ± {fmt(r['std'])}",
-                    ci,
-                ]
-            )
-            + " |"
-        )
+        cells = [
+            *(str(r[k]) for k in keys),
+            str(r["n"]),
+            str(r["failed"]),
+            f"{fmt(r['mean'])} ± {fmt(r['std'])}",
+            interval(r["mean"], r["ci95"]),
+            ", ".join(f"{v:.4f}" for v in r["values"]) or "—",
+        ]
+        if with_gain:
+            if r.get("control"):
+                cells.append("control")
+            elif "gain" in r:
+                ci = interval(r["gain"], r["gain_ci95"])
+                cells.append(f"{r['gain']:+.4f} ({ci}; {r['ahead']}/{r['pairs']})")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
     problems = [j for j in jobs if j["status"] != "done"]
     if problems:
         lines += ["", f"Jobs not done ({len(problems)} of {len(jobs)}):", ""]
@@ -135,32 +223,58 @@ def markdown(rows: list[dict[str, Any]], keys: list[str], metric: str, jobs: lis
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, out_dir: Path) -> list[Path]:
+def y_limits(values: list[float]) -> tuple[float, float] | None:
+    """The y range of a rate's plot: around the values, never outside [0, 1] (None: not a rate)."""
+    if not values or min(values) < 0.0 or max(values) > 1.0:
+        return None
+    margin = max(0.02, 0.1 * (max(values) - min(values)))
+    return max(0.0, min(values) - margin), min(1.0, max(values) + margin)
+
+
+def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, out_dir: Path, title: str) -> list[Path]:
+    """Per swept key: the mean (with its 95% t-interval where n ≥ 3) and every seed's value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    values = [v for r in rows for v in r["values"]]
     written = []
     for key in keys:
         others = [k for k in keys if k != key]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
         series: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             series[tuple(r[k] for k in others)].append(r)
-        for label, members in series.items():
-            xs = [m[key] for m in members]
-            ax.errorbar(
-                range(len(xs)),
+        ticks = list(dict.fromkeys(r[key] for r in rows))
+        for number, (label, members) in enumerate(series.items()):
+            offset = 0.08 * (number - (len(series) - 1) / 2)  # series side by side, not on top
+            xs = [ticks.index(m[key]) + offset for m in members]
+            line = ax.errorbar(
+                xs,
                 [m["mean"] for m in members],
                 yerr=[0 if math.isnan(m["ci95"]) else m["ci95"] for m in members],
                 marker="o",
                 capsize=3,
                 label=", ".join(f"{k}={v}" for k, v in zip(others, label, strict=True)) or None,
             )
-            ax.set_xticks(range(len(xs)), xs)
+            for x, member in zip(xs, members, strict=True):
+                ax.scatter(
+                    [x] * len(member["values"]),
+                    member["values"],
+                    s=12,
+                    alpha=0.6,
+                    color=line[0].get_color(),
+                    zorder=3,
+                )
+        ax.set_xticks(range(len(ticks)), ticks)
+        limits = y_limits(values)
+        if limits:
+            ax.set_ylim(*limits)
+        ns = sorted({r["n"] for r in rows})
         ax.set_xlabel(key)
-        ax.set_ylabel(f"{metric} (mean, 95% CI)")
+        ax.set_ylabel(f"{metric}: mean (95% CI if n ≥ 3), dots = seeds")
+        ax.set_title(f"{title}\nn = {', '.join(map(str, ns))} per point", fontsize=9)
         if others:
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -172,20 +286,27 @@ def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, out_dir: Path
 
 
 def summarize(
-    sweep_dirs: list[Path], metric: str = "test/acc", out_dir: Path | None = None
+    sweep_dirs: list[Path],
+    metric: str = "test/acc",
+    out_dir: Path | None = None,
+    control: str | None = None,
 ) -> dict[str, Any]:
+    """``control``: "key=value" of the sweep's control arm (default: found among the swept
+    values, e.g. ``method.lam=0`` or ``method=source_only``)."""
     jobs = read_jobs(sweep_dirs)
     if not jobs:
         raise SystemExit(f"error: no jobs (.hydra/overrides.yaml) under {', '.join(map(str, sweep_dirs))}")
     keys = swept_keys(jobs)
-    rows = group(jobs, keys, metric)
+    found = control_key(keys, jobs, control)
+    rows = group(jobs, keys, metric, found)
     out_dir = out_dir or sweep_dirs[0]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(jobs, out_dir / "summary.csv")
-    table = markdown(rows, keys, metric, jobs)
+    write_csv(jobs, keys, out_dir / "summary.csv")
+    table = markdown(rows, keys, metric, jobs, found)
     (out_dir / "summary.md").write_text(table)
-    plots = plot(rows, keys, metric, out_dir) if keys else []
-    return {"jobs": jobs, "keys": keys, "rows": rows, "table": table, "plots": plots}
+    title = " + ".join(d.name for d in sweep_dirs) + f": {metric}"
+    plots = plot(rows, keys, metric, out_dir, title) if keys else []
+    return {"jobs": jobs, "keys": keys, "rows": rows, "table": table, "plots": plots, "control": found}
 
 
 class SweepSummary(Callback):
@@ -218,8 +339,11 @@ def main() -> None:
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--metric", default="test/acc")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--control", default=None, help="key=value of the control arm (default: found, e.g. method.lam=0)"
+    )
     args = parser.parse_args()
-    result = summarize(args.sweep_dirs, args.metric, args.out)
+    result = summarize(args.sweep_dirs, args.metric, args.out, args.control)
     print(result["table"], end="")
     out_dir = args.out or args.sweep_dirs[0]
     print(f"wrote summary.csv, summary.md and {len(result['plots'])} plot(s) in {out_dir}")

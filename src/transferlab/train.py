@@ -29,14 +29,15 @@ from transferlab.utils.config import (
     register_resolvers,
     to_plain,
 )
+from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.entry import (
     check_override_keys,
     log,
     record_failure,
+    run_label,
     silence_known_warnings,
     user_errors,
 )
-from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.resume import (
     AtomicCheckpointIO,
@@ -139,6 +140,7 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
         "num_classes": datamodule.num_classes,
         "class_names": datamodule.class_names,
         "method": cfg.method._target_,
+        "run": run_label(cfg.get("task_name", "train"), cfg.paths.output_dir),
     }
     # partial first: metadata holds configs with _target_ that must stay plain data
     model = hydra.utils.instantiate(cfg.method, _partial_=True)(net=net, metadata=metadata)

@@ -138,7 +138,9 @@ class ClassificationModule(L.LightningModule):
         # not self.log: a hundred classes would flood the results table; metrics.json has them
         self.class_accuracy = {n: a for n, a in zip(names, accuracy, strict=True) if a == a}
         if self.trainer.is_global_zero:
-            figure = write_confusion_matrix(matrix.cpu(), names, self.trainer.default_root_dir)
+            figure = write_confusion_matrix(
+                matrix.cpu(), names, self.trainer.default_root_dir, self.metadata.get("run", "")
+            )
             for logger in self.loggers:
                 logger.log_metrics(
                     {f"test/class_acc/{n}": a for n, a in self.class_accuracy.items()}, step=self.global_step

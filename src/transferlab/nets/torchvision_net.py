@@ -18,6 +18,7 @@ from torch import nn
 
 from transferlab.nets.base import Classifier
 from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.state_dict import mismatches
 
 
 def torchvision_net(
@@ -82,18 +83,10 @@ def load_state_dict_file(model: nn.Module, path: Path, arch: str) -> None:
         raise CheckpointError(f"net.weights={path} cannot be read as a state dict ({err})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    problems = mismatches(state, model.state_dict())
     if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise CheckpointError(
-            f"net.weights={path} does not fit torchvision's {arch} ({len(problems)} mismatches: {shown}); "
+            f"net.weights={path} does not fit torchvision's {arch} ({problems}); "
             f"pass a state dict saved from {arch} (model.state_dict())"
         )
     model.load_state_dict(state)

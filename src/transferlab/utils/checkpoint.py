@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from transferlab.nets.base import Classifier
 from transferlab.utils.errors import CheckpointError
 from transferlab.utils.run_files import write_json_atomic
+from transferlab.utils.state_dict import mismatches
 
 
 def resolve_checkpoint_path(path: str | Path, what: str = "ckpt_path") -> Path:
@@ -125,19 +126,11 @@ def load_backbone(net: Classifier, path: str | Path, net_config: dict[str, Any],
     metadata = checkpoint_metadata(checkpoint, path)
     prefix = "net.backbone."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    expected = net.backbone.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in weights]
-    problems += [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [
-        f"{k}: {tuple(weights[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in weights and weights[k].shape != v.shape
-    ]
+    problems = mismatches(weights, net.backbone.state_dict())
     if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise CheckpointError(
             f"{what}={path} holds a {metadata['net'].get('_target_')} backbone that does not fit "
-            f"net {net_config.get('_target_')} ({len(problems)} mismatches: {shown}); "
+            f"net {net_config.get('_target_')} ({problems}); "
             f"use the net the checkpoint was trained with"
         )
     differing = sorted(

@@ -66,6 +66,22 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def run_label(task_name: str, output_dir: str | Path) -> str:
+    """Which run this is, in a line: the task and its command-line overrides, e.g.
+    ``finetune: method.lam=0.1, seed=1``, for the Hydra job's own run; the task name alone for a
+    run outside Hydra or a pipeline's stage (the overrides are not its own)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return task_name
+    hydra_cfg = HydraConfig.get()
+    job_dir = hydra_cfg.runtime.get("output_dir")
+    if job_dir and Path(job_dir).resolve() != Path(output_dir).resolve():
+        return task_name
+    overrides = list(hydra_cfg.overrides.task)
+    return f"{task_name}: {', '.join(overrides)}" if overrides else task_name
+
+
 @contextmanager
 def record_failure(output_dir: str | Path) -> Iterator[Outcome]:
     """Write ``failed.json`` (the error and its traceback) for a run that raises.

@@ -16,9 +16,12 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     return confusion.diagonal() / confusion.sum(dim=1)
 
 
-def write_confusion_matrix(confusion: torch.Tensor, names: list[str], out_dir: str | Path) -> Any:
+def write_confusion_matrix(
+    confusion: torch.Tensor, names: list[str], out_dir: str | Path, run: str = ""
+) -> Any:
     """Write ``confusion_matrix.csv`` (counts, rows = true class) and ``confusion_matrix.png``
-    (rows normalised) into ``out_dir``; return the matplotlib figure."""
+    (colour = the row's rate, each cell's count written in it up to 20 classes, ``run`` — which
+    run this is — in the title) into ``out_dir``; return the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,9 +43,23 @@ def write_confusion_matrix(confusion: torch.Tensor, names: list[str], out_dir: s
     if len(names) <= 20:
         ax.set_xticks(range(len(names)), names, rotation=90)
         ax.set_yticks(range(len(names)), names)
+        for i, row in enumerate(counts):
+            for j, count in enumerate(row):
+                if count:
+                    dark = rates[i, j].item() > 0.5
+                    ax.text(
+                        j,
+                        i,
+                        str(count),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if dark else "black",
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"test accuracy per class: mean {per_class_accuracy(confusion).nanmean():.3f}")
+    summary = f"test accuracy per class: mean {per_class_accuracy(confusion).nanmean():.3f}"
+    ax.set_title(f"{run}\n{summary}" if run else summary, fontsize=9)
     fig.tight_layout()
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     plt.close(fig)
