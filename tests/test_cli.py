@@ -50,7 +50,7 @@ def test_a_multirun_sweep_writes_one_metrics_file_per_job(tmp_path: Path):
     result = run("transferlab.train", "-m", *FAST, "debug=fdr", f"paths.log_dir={tmp_path}", "seed=0,1")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted((tmp_path / "debug" / "multiruns").glob("*/[0-9]*"))
-    assert [job.name for job in jobs] == ["0", "1"]
+    assert [job.name for job in jobs] == ["0_seed=0", "1_seed=1"]  # named by what it sweeps
     for job in jobs:
         assert "test/acc" in json.loads((job / "metrics.json").read_text())["final"]
 

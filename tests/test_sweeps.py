@@ -31,14 +31,23 @@ def multirun(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 
 def job_dirs(log_dir: Path) -> list[Path]:
-    return sorted(log_dir.glob("*/multiruns/*/[0-9]*"), key=lambda p: int(p.name))
+    return sorted(log_dir.glob("*/multiruns/*/[0-9]*"), key=job_number)
+
+
+def job_number(job_dir: Path) -> int:
+    return int(job_dir.name.split("_", 1)[0])
 
 
 def test_a_2x2_sweep_ends_in_a_table_and_a_relaunch_skips_finished_jobs(tmp_path: Path):
     result = multirun(tmp_path, "method.optimizer.lr=0.05,0.1", "seed=0,1")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(tmp_path)
-    assert len(jobs) == 4
+    assert [job.name for job in jobs] == [
+        "0_lr=0.05,seed=0",
+        "1_lr=0.05,seed=1",
+        "2_lr=0.1,seed=0",
+        "3_lr=0.1,seed=1",
+    ]  # named by the values each job sweeps (the constant overrides left out)
     sweep_dir = jobs[0].parent
     accs: dict[str, list[float]] = {"0.05": [], "0.1": []}
     for job in jobs:
@@ -88,8 +97,8 @@ def test_an_optuna_sweep_of_three_trials_optimises_validation_accuracy(tmp_path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     study_dir = next(tmp_path.glob("*/optuna/*"))
-    trials = sorted(p for p in study_dir.iterdir() if p.name.isdigit())
-    assert len(trials) == 3
+    trials = sorted((p for p in study_dir.iterdir() if p.name[0].isdigit()), key=job_number)
+    assert len(trials) == 3 and all(t.name.startswith(f"{i}_lam=") for i, t in enumerate(trials))
     best_vals = [json.loads((t / "metrics.json").read_text())["best"]["val/acc"] for t in trials]
     lams = {yaml.safe_load((t / ".hydra" / "overrides.yaml").read_text())[0] for t in trials}
     assert len(lams) == 3 and all(lam.startswith("method.lam=") for lam in lams)
@@ -111,12 +120,12 @@ def test_a_failed_optuna_trial_is_recorded_and_the_study_goes_on(tmp_path: Path)
     )
     assert result.returncode == 1  # the sweep says it did not fully succeed ...
     study_dir = next(tmp_path.glob("*/optuna/*"))
-    trials = sorted((p for p in study_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    trials = sorted((p for p in study_dir.iterdir() if p.name[0].isdigit()), key=job_number)
     assert len(trials) == 4  # ... after running every trial
     failed = [t for t in trials if (t / "failed.json").is_file()]
     done = [t for t in trials if (t / "metrics.json").is_file()]
     assert failed and done and len(failed) + len(done) == 4
-    assert int(failed[0].name) < int(trials[-1].name)  # a failure did not end the study
+    assert job_number(failed[0]) < job_number(trials[-1])  # a failure did not end the study
     results = yaml.safe_load((study_dir / "optimization_results.yaml").read_text())
     best = max(json.loads((t / "metrics.json").read_text())["best"]["val/acc"] for t in done)
     assert results["best_value"] == pytest.approx(best)
@@ -240,3 +249,21 @@ def test_summary_lists_unfinished_jobs_with_their_state(tmp_path: Path):
     assert [j["status"] for j in result["jobs"]] == ["done", "failed", "unfinished"]
     assert "- failed: `" in result["table"] and "TrainingError: boom" in result["table"]
     assert "- unfinished: `" in result["table"]
+
+
+def test_a_job_is_named_by_the_values_it_sweeps():
+    from transferlab.utils.config import _is_swept, job_name
+
+    assert job_name(3, ["data=digits", "method.lam=0.1", "seed=1"], "data") == "3_lam=0.1,seed=1"
+    both = ["method.lam=0.1", "pretrain.method.lam=1"]  # one last part, two keys: spelled out
+    assert job_name(0, both, "") == "0_method.lam=0.1,pretrain.method.lam=1"
+    assert job_name(1, ["data.root=/a/b"], "") == "1_root=-a-b"  # no new directory levels
+    assert job_name(2, ["seed=0"], "seed") == "2"  # nothing swept: the number alone
+    assert [_is_swept(v) for v in ["0,0.1", "[1,2]", "range(1,3)", "'a,b'", "glob(*)", "0.1"]] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]

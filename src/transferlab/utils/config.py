@@ -30,13 +30,15 @@ def run_uid() -> str:
     return f"{os.getpid():x}{secrets.token_hex(2)}"
 
 
-def sweep_name() -> str:
+def sweep_name(_fixed: str = "") -> str:
     """A sweep directory name fixed by the command line's overrides (sorted): the same ``-m``
     command finds the same directory again. Readable start, then a hash of the whole list.
 
     Read from ``sys.argv`` once, in the process that launches the sweep (the resolver is cached
     and Hydra copies the cache into every job's config); how the jobs run (``launcher``,
-    ``hydra.*``) is not part of the name.
+    ``hydra.*``) is not part of the name. The argument is ``${fixed_overrides:}``, unused: naming
+    it in the sweep directory resolves (and caches) it in the launching process too, so jobs that
+    run elsewhere (Slurm) name their directories from the same command line.
     """
     items = sorted(
         arg
@@ -48,6 +50,63 @@ def sweep_name() -> str:
     return f"{readable}_{digest}"
 
 
+_SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(")
+
+
+def _is_swept(value: str) -> bool:
+    """Whether a command-line value is a sweep (a comma outside brackets and quotes, or a sweep
+    function) rather than one value."""
+    if value.startswith(_SWEEP_FUNCTIONS):
+        return True
+    depth, quote = 0, ""
+    for char in value:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            return True
+    return False
+
+
+def fixed_overrides() -> str:
+    """The keys the command line sets to one value (``|``-joined): what every job of the sweep
+    shares. Read from ``sys.argv`` once, in the process that launches the sweep (cached)."""
+    keys = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("~") and "=" not in arg:  # a deletion: ~callbacks.progress_bar
+            keys.append(arg[1:])
+        elif "=" in arg and not arg.startswith("-"):
+            key, value = arg.split("=", 1)
+            if not _is_swept(value):
+                keys.append(key.lstrip("+~"))
+    return "|".join(sorted(keys))
+
+
+def job_name(number: Any, task_overrides: Any, fixed: str = "") -> str:
+    """A sweep job's directory: its number, then the values that set it apart, e.g.
+    ``3_lam=0.1,seed=1`` for ``-m method.lam=0,0.1 seed=0,1`` (a key by its last part where that
+    is unambiguous). The same command gives the same names: a relaunch finds its jobs."""
+    shared = set(fixed.split("|")) if fixed else set()
+    items = []
+    for override in task_overrides or []:
+        key, _, value = str(override).partition("=")
+        key = key.lstrip("+~")
+        if key not in shared and not key.startswith("hydra."):
+            items.append((key, value))
+    short = [key.rsplit(".", 1)[-1] for key, _ in items]
+    parts = [
+        f"{name if short.count(name) == 1 else key}={value}"
+        for name, (key, value) in zip(short, items, strict=True)
+    ]
+    label = ",".join(parts).replace("/", "-").replace(" ", "")[:80]
+    return f"{number}_{label}" if label else str(number)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", project_root, use_cache=True)
@@ -56,6 +115,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_uid", run_uid, use_cache=True)
     if not OmegaConf.has_resolver("sweep_name"):
         OmegaConf.register_new_resolver("sweep_name", sweep_name, use_cache=True)
+    if not OmegaConf.has_resolver("fixed_overrides"):
+        OmegaConf.register_new_resolver("fixed_overrides", fixed_overrides, use_cache=True)
+    if not OmegaConf.has_resolver("job_name"):
+        OmegaConf.register_new_resolver("job_name", job_name)
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
