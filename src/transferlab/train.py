@@ -25,7 +25,6 @@ from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
     instantiate_callbacks,
     instantiate_loggers,
-    log_final_hparams,
     register_resolvers,
     to_plain,
 )
@@ -39,6 +38,7 @@ from transferlab.utils.entry import (
     user_errors,
 )
 from transferlab.utils.errors import ConfigError
+from transferlab.utils.hparams import log_final_hparams
 from transferlab.utils.resume import (
     AtomicCheckpointIO,
     RNGStateCallback,
@@ -84,7 +84,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     ckpt_path = resume_from(cfg.get("ckpt_path"), output_dir, flat)
     run = build(cfg, extra_callbacks)
     summary = fit_and_test(cfg, run, ckpt_path)
-    record(output_dir, flat, run, summary)
+    record(output_dir, flat_config(cfg), run, summary)  # with the source/teacher the stage passed
     return summary
 
 
@@ -202,12 +202,12 @@ def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, 
 
 
 def record(output_dir: Path, flat: dict[str, Any], run: Run, summary: dict[str, Any]) -> None:
-    """TensorBoard's HParams row, the best checkpoint's manifest, and ``metrics.json`` (last: the
-    marker of a finished run)."""
+    """TensorBoard's HParams row (``flat``: the run's config), the best checkpoint's manifest, and
+    ``metrics.json`` (last: the marker of a finished run)."""
     metrics, best = summary["final"], summary["best"]
-    log_final_hparams(run.loggers, flat, metrics, best)
     if not run.trainer.is_global_zero:
         return
+    log_final_hparams(run.loggers, flat, metrics, best, summary["global_step"])
     if best.get("ckpt_path"):
         write_manifest(best["ckpt_path"], run.metadata, metrics)
     write_json_atomic(output_dir / "metrics.json", summary)

@@ -13,7 +13,7 @@ import hydra
 from hydra import compose, initialize_config_dir
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
@@ -164,16 +164,3 @@ def to_plain(cfg: DictConfig | None) -> dict[str, Any]:
     if cfg is None:
         return {}
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def log_final_hparams(
-    loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, Any], best: dict[str, Any]
-) -> None:
-    """Write the run's hyperparameters with its final metrics to TensorBoard's HParams view, so
-    the jobs of a sweep sit side by side there (``hparams/<metric>``: final values, and the best
-    value of every monitored metric)."""
-    values = {f"hparams/{k}": v for k, v in metrics.items() if isinstance(v, float)}
-    values |= {f"hparams/{k}_best": v for k, v in best.items() if isinstance(v, float)}
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger) and values:
-            logger.log_hyperparams(hparams, metrics=values)
