@@ -122,6 +122,12 @@ def test_finetuning_logs_the_loss_terms_and_the_drift(fast_cfg, source_run):
     assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
     assert final["train/reg"] > 0
     assert any(k.startswith("drift/") for k in final)
+    assert summary["notes"] == []
+
+
+def test_fine_tuning_without_a_source_says_so_in_its_metrics(fast_cfg):
+    summary = train(fast_cfg("method=finetune", "method.lam=0"))
+    assert summary["notes"] == ["no source: trained from scratch"]
 
 
 def test_the_cached_source_is_trained_once_and_reused(fast_cfg):

@@ -12,12 +12,13 @@ import yaml
 from transferlab.summarize import summarize, y_limits
 
 
-def fake_job(root: Path, number: int, overrides: list[str], acc: float | None) -> None:
+def fake_job(root: Path, number: int, overrides: list[str], acc: float | None, notes: tuple = ()) -> None:
     job = root / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if acc is not None:
-        (job / "metrics.json").write_text(json.dumps({"final": {"test/acc": acc, "val/acc": acc - 0.1}}))
+        final = {"test/acc": acc, "val/acc": acc - 0.1}
+        (job / "metrics.json").write_text(json.dumps({"final": final, "notes": list(notes)}))
     else:
         (job / "failed.json").write_text(json.dumps({"error": "RuntimeError: out of memory"}))
 
@@ -45,7 +46,7 @@ def test_summary_groups_by_swept_values_and_averages_over_seeds(tmp_path: Path):
     assert rows[("0.1", "4")]["failed"] == 1 and rows[("0.1", "4")]["n"] == 1  # not silently dropped
     csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 8 and sum("RuntimeError" in line for line in csv_lines) == 1
-    assert csv_lines[0] == "job,status,method.lam,method.temperature,test/acc,val/acc,error,seed"
+    assert csv_lines[0] == "job,status,method.lam,method.temperature,test/acc,val/acc,error,notes,seed"
     assert "| 0.1 | 4 | 1 | 1 |" in (tmp_path / "summary.md").read_text()
     assert len(result["plots"]) == 2 and all(p.stat().st_size > 0 for p in result["plots"])
 
@@ -83,3 +84,14 @@ def test_plots_of_a_rate_stay_inside_zero_to_one():
     assert 0.9 < low < 0.97 and high == 1.0
     assert y_limits([0.0, 0.01]) == (0.0, pytest.approx(0.03))
     assert y_limits([0.5, 2.5]) is None  # a loss: matplotlib's own range
+
+
+def test_a_fine_tuning_arm_without_a_source_is_marked(tmp_path: Path):
+    fake_job(tmp_path, 0, ["method=finetune", "seed=0"], 0.5, ("no source: trained from scratch",))
+    fake_job(tmp_path, 1, ["method=supervised", "seed=0"], 0.6)
+    result = summarize([tmp_path])
+    assert "| note |" in result["table"]
+    assert (
+        "| finetune | 1 | 0 | 0.5000 ± — | — | 0.5000 | no source: trained from scratch |" in result["table"]
+    )
+    assert "| supervised | 1 | 0 | 0.6000 ± — | — | 0.6000 |  |" in result["table"]

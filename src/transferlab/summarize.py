@@ -44,7 +44,7 @@ def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
             done = finished_run(job_dir)
             failed = job_dir / FAILED_FILE
             if done is not None:
-                record |= {"status": "done", "metrics": done["final"]}
+                record |= {"status": "done", "metrics": done["final"], "notes": done.get("notes", [])}
             elif failed.is_file():
                 record |= {
                     "status": "failed",
@@ -121,6 +121,7 @@ def group(
         rows.append(
             {
                 **dict(zip(keys, combination, strict=True)),
+                "notes": sorted({note for j in members for note in j.get("notes", [])}),
                 "n": len(values),
                 "failed": sum(j["status"] != "done" for j in members),
                 "mean": mean,
@@ -160,7 +161,7 @@ def write_csv(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:
     metric_keys = sorted({k for j in jobs for k in j["metrics"]})
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["job", "status", *keys, *metric_keys, "error", *constants])
+        writer.writerow(["job", "status", *keys, *metric_keys, "error", "notes", *constants])
         for job in jobs:
             writer.writerow(
                 [
@@ -169,6 +170,7 @@ def write_csv(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:
                     *(job["overrides"].get(k, "") for k in keys),
                     *(job["metrics"].get(k, "") for k in metric_keys),
                     job["error"],
+                    "; ".join(job.get("notes", [])),
                     *(job["overrides"].get(k, "") for k in constants),
                 ]
             )
@@ -188,7 +190,10 @@ def markdown(
         return "—" if math.isnan(half) else f"[{fmt(mean - half)}, {fmt(mean + half)}]"
 
     with_gain = any("gain" in r for r in rows)
+    with_notes = any(r["notes"] for r in rows)
     header = [*keys, "n", "not done", f"{metric} mean ± std", "95% CI (n ≥ 3)", "per seed"]
+    if with_notes:  # e.g. a fine-tuning arm that ran without a source
+        header.append("note")
     if with_gain:
         header.append(f"gain over {control[0]}={control[1]}, paired by seed (95% CI; seeds ahead)")
     lines = []
@@ -207,6 +212,8 @@ def markdown(
             interval(r["mean"], r["ci95"]),
             ", ".join(f"{v:.4f}" for v in r["values"]) or "—",
         ]
+        if with_notes:
+            cells.append("; ".join(r["notes"]))
         if with_gain:
             if r.get("control"):
                 cells.append("control")

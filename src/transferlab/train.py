@@ -197,6 +197,7 @@ def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, 
         "best": best,
         "validated": validated,
         "test_class_acc": model.class_accuracy,
+        "notes": model.notes,
         **training_progress(trainer, best.get("last_ckpt_path")),
     }
 

@@ -67,6 +67,7 @@ class ClassificationModule(L.LightningModule):
         self.test_metrics = accuracy_metrics(num_classes, "test/")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.class_accuracy: dict[str, float] = {}  # filled at test time
+        self.notes: list[str] = []  # what a reader of the run's results must know (metrics.json)
         self.channels_last = False  # use_channels_last() turns it on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,7 @@ class FinetuneModule(SupervisedModule):
                 "fine-tuning with no source (method.source_ckpt=null, no pretrained net): "
                 "training from scratch"
             )
+            self.notes.append("no source: trained from scratch")
         self.regularizer = regularizer
         self.lam = lam
         self.backbone_lr_mult = backbone_lr_mult
