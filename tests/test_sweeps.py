@@ -220,6 +220,9 @@ def test_the_confusion_matrix_shows_its_counts_and_names_its_run(tmp_path: Path)
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
     assert cells == {(0, 0): "3", (0, 1): "1", (1, 1): "5", (2, 0): "2", (2, 1): "2", (2, 2): "4"}
     assert ax.get_title().startswith("finetune: method.lam=0.1, seed=1\n")
+    long = "finetune: " + ", ".join(f"key{i}=value{i}" for i in range(20))  # wrapped, not cut off
+    title = write_confusion_matrix(confusion, ["a", "b", "c"], tmp_path, long).axes[0].get_title()
+    assert title.replace("\n", " ").startswith(long) and max(map(len, title.split("\n"))) <= 64
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import statistics
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -280,8 +281,9 @@ def plot(rows: list[dict[str, Any]], keys: list[str], metric: str, out_dir: Path
             ax.set_ylim(*limits)
         ns = sorted({r["n"] for r in rows})
         ax.set_xlabel(key)
-        ax.set_ylabel(f"{metric}: mean (95% CI if n ≥ 3), dots = seeds")
-        ax.set_title(f"{title}\nn = {', '.join(map(str, ns))} per point", fontsize=9)
+        ax.set_ylabel(metric)
+        caption = f"mean (95% CI where n ≥ 3), dots: seeds; n = {', '.join(map(str, ns))} per point"
+        ax.set_title("\n".join([*textwrap.wrap(title, 70), caption]), fontsize=8)
         if others:
             ax.legend(fontsize=7)
         fig.tight_layout()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def write_confusion_matrix(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     summary = f"test accuracy per class: mean {per_class_accuracy(confusion).nanmean():.3f}"
-    ax.set_title(f"{run}\n{summary}" if run else summary, fontsize=9)
+    ax.set_title("\n".join([*textwrap.wrap(run, 8 * len(names) + 40), summary]), fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     plt.close(fig)
