@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +16,18 @@ from transferlab.utils.config import compose_config as compose_train_config
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``scripts/<name>.py`` as a module, importing its neighbours as ``python scripts/<name>.py``
+    does (the scripts directory first on ``sys.path``)."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # A run that is quick on two CPU cores: synthetic data, a small net, no progress bar.
 FAST = [

@@ -8,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
+from conftest import load_script
 from transferlab.data import DomainPairDataModule
 from transferlab.methods import CDANModule
 from transferlab.train import train
@@ -169,15 +170,7 @@ def test_cdan_randomizes_the_multilinear_map_only_when_it_is_large(fast_cfg):
 
 def test_the_adaptation_benchmark_times_every_method_against_source_only(tmp_path, monkeypatch):
     """scripts/bench_adaptation.py at a tiny size, so it cannot rot (the measurement is its job)."""
-    import importlib.util
-    from pathlib import Path
-
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    monkeypatch.syspath_prepend(str(scripts))  # as `python scripts/bench_adaptation.py` has it
-    path = scripts / "bench_adaptation.py"
-    spec = importlib.util.spec_from_file_location("bench_adaptation", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_adaptation", monkeypatch)
     args = ["--experiment", "digits_adaptation", "--epochs", "2", "--limit-batches", "2", "--repeats", "1"]
     report = bench.main([*args, "--out", str(tmp_path)])
     assert set(report["ratio_to_source_only"]) == set(bench.METHODS)

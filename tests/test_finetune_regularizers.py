@@ -10,7 +10,7 @@ import hydra
 import pytest
 import torch
 
-from conftest import FAST, compose_config
+from conftest import FAST, compose_config, load_script
 from transferlab.eval import evaluate
 from transferlab.methods import FinetuneModule
 from transferlab.train import train
@@ -183,13 +183,7 @@ def test_a_pretrained_torchvision_net_is_the_source_of_l2sp_and_its_checkpoint_e
 @pytest.mark.slow  # five trainings; CI runs it (.ci/run)
 def test_the_regularizer_benchmark_times_every_arm_against_plain_fine_tuning(tmp_path, monkeypatch):
     """scripts/bench_regularizers.py at a tiny size, so it cannot rot (the measurement is its job)."""
-    import importlib.util
-
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    monkeypatch.syspath_prepend(str(scripts))
-    spec = importlib.util.spec_from_file_location("bench_regularizers", scripts / "bench_regularizers.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_regularizers", monkeypatch)
     tiny = [
         "pretrain=synthetic",
         "data=synthetic",

@@ -1,0 +1,57 @@
+"""scripts/gpu_check.py, the one command that measures the GPU claims, at a tiny size on the CPU
+(--dry-run), so it cannot rot while no GPU is around (the measurement is its job)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import load_script
+
+
+def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
+    tmp_path: Path, monkeypatch, capsys
+):
+    check = load_script("gpu_check", monkeypatch)
+    results = check.main(
+        ["--dry-run", "--parts", "throughput", "time_to_accuracy", "ddp", "--out", str(tmp_path)]
+    )
+    assert not [name for name, part in results.items() if isinstance(part, dict) and "error" in part]
+    for net in ("resnet18", "cnn"):
+        rates = results["throughput"][net]
+        assert all(rates[k] > 0 for k in ("plain", "template_dataloader", "template_on_device"))
+        assert rates["template_on_device_x_plain"] == pytest.approx(
+            rates["template_on_device"] / rates["plain"]
+        )
+    curve = results["time_to_accuracy"]["curve"]
+    assert [row["epoch"] for row in curve] == [1, 2]  # validated every epoch
+    assert 0 < curve[0]["train_seconds"] < curve[1]["train_seconds"]  # training time only, growing
+    assert curve[0]["peak_lr"] == pytest.approx(0.4)  # the one-cycle peak of cifar10_fast
+    assert isinstance(results["time_to_accuracy"]["diverged"], bool)
+    assert results["ddp"]["devices"] == 2 and results["ddp"]["steps"] > 0
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["device"] == "cpu (dry run)"
+    assert "resnet18 template_on_device_x_plain" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # torch.compile on the CPU takes a minute; CI runs it (.ci/run)
+def test_the_dry_run_compiles_the_net(tmp_path: Path, monkeypatch):
+    check = load_script("gpu_check", monkeypatch)
+    results = check.main(["--dry-run", "--parts", "compile", "--out", str(tmp_path)])
+    assert "error" not in results["compile"] and results["compile"]["template_on_device"] > 0
+
+
+def test_without_a_gpu_the_full_check_says_how_to_dry_run(monkeypatch):
+    check = load_script("gpu_check", monkeypatch)
+    monkeypatch.setattr(check.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--dry-run"):
+        check.main([])
+
+
+def test_a_failing_part_is_recorded_and_the_others_still_run(monkeypatch):
+    check = load_script("gpu_check", monkeypatch)
+    results: dict = {}
+    check.run_part("broken", lambda: 1 / 0, results)
+    check.run_part("fine", lambda: {"value": 1.0}, results)
+    assert results["broken"]["error"].startswith("ZeroDivisionError") and results["fine"]["value"] == 1.0
