@@ -146,6 +146,7 @@ def hydra_config(*overrides: str):
         ("local", "hydra._internal.core_plugins.basic_launcher.BasicLauncher"),
         ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
         ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("slurm_cpu", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
     ],
 )
 def test_launcher_configs_compose_and_name_installed_launchers(launcher, target):
@@ -157,6 +158,17 @@ def test_launcher_configs_compose_and_name_installed_launchers(launcher, target)
         assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
         assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.gpus_per_node) == (8, 8)
         assert cfg.hydra.launcher.nodes == 2 and cfg.hydra.launcher.max_num_timeout > 0
+    if launcher == "slurm_cpu":  # the same without GPUs: a CPU cluster needs only its partition
+        cfg = hydra_config("launcher=slurm_cpu", "hydra.launcher.partition=cpu")
+        assert (cfg.trainer.accelerator, cfg.trainer.strategy, cfg.trainer.sync_batchnorm) == (
+            "cpu",
+            "ddp",
+            False,
+        )
+        assert (
+            cfg.hydra.launcher.gpus_per_node is None
+            and cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices
+        )
 
 
 @pytest.mark.parametrize("search", ["finetune_optuna", "distill_optuna"])

@@ -1,0 +1,88 @@
+"""Sweeps through a real SLURM cluster (one node on this machine, tests/slurm/cluster.sh): the
+launcher presets run, DDP runs over srun, and a failed job is recorded. Marked `slurm`: CI starts
+the cluster and runs them (.ci/run); `pytest -m slurm -n 0` here, as root."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
+# the CPU preset, sized to this one-node cluster: 2 tasks of 1 CPU per job
+ON_SLURM = [
+    "launcher=slurm_cpu",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
+TINY = [
+    "data=digits",
+    "net=cnn",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    subprocess.run(["bash", str(CLUSTER), "start"], check=True, timeout=900)
+    yield
+    subprocess.run(["bash", str(CLUSTER), "stop"], check=False, timeout=120)
+
+
+def sweep(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "transferlab.train", "-m", *TINY, f"paths.log_dir={log_dir}", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+
+
+def table_rows(log_dir: Path) -> list[str]:
+    """The rows of the sweep's summary.md (not its constant line, which names the launcher)."""
+    (summary,) = log_dir.glob("*/multiruns/*/summary.md")
+    return [line for line in summary.read_text().splitlines() if line.startswith("| 0.")]
+
+
+def test_a_2x2_sweep_on_slurm_runs_ddp_over_srun_and_ends_in_the_local_ddp_sweeps_table(tmp_path: Path):
+    grid = ["method.optimizer.lr=0.01,0.05", "seed=0,1"]
+    on_slurm = sweep(tmp_path / "slurm", *ON_SLURM, *grid)
+    assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
+    local = sweep(tmp_path / "local", "trainer=ddp_cpu", *grid)  # the same two ranks, spawned here
+    assert local.returncode == 0, local.stderr[-3000:]
+    rows = table_rows(tmp_path / "slurm")
+    assert len(rows) == 2 and rows == table_rows(tmp_path / "local")
+    # every job was a SLURM job of two tasks, each a DDP rank (Lightning's SLURM environment)
+    logs = list((tmp_path / "slurm").glob("*/multiruns/*/.submitit/*/*_log.err"))
+    assert len(logs) == 4 * 2
+    ranks = sorted(line for log in logs for line in log.read_text().splitlines() if "GLOBAL_RANK" in line)
+    assert ranks.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 4
+    jobs = sorted((tmp_path / "slurm").glob("*/multiruns/*/[0-9]*"))
+    assert [job.name for job in jobs] == [
+        "0_lr=0.01,seed=0",
+        "1_lr=0.01,seed=1",
+        "2_lr=0.05,seed=0",
+        "3_lr=0.05,seed=1",
+    ]
+    for job in jobs:  # the global batch was split over the two ranks: half the steps of one process
+        assert json.loads((job / "metrics.json").read_text())["global_step"] > 0
+
+
+def test_a_failed_job_in_a_slurm_sweep_is_recorded_and_the_other_finishes(tmp_path: Path):
+    result = sweep(tmp_path, *ON_SLURM, "method.optimizer.lr=1e30,0.05")  # 1e30: a non-finite loss at once
+    assert result.returncode == 1
+    failed, done = sorted(tmp_path.glob("*/multiruns/*/[0-9]*"))
+    assert json.loads((failed / "failed.json").read_text())["error"].startswith(
+        "TrainingError: non-finite loss"
+    )
+    assert (done / "metrics.json").is_file() and not (failed / "metrics.json").exists()
+    (summary,) = tmp_path.glob("*/multiruns/*/summary.md")
+    assert "- failed: `" in summary.read_text() and "1 of 2 jobs did not finish" in result.stderr
+    assert yaml.safe_load((done / ".hydra" / "overrides.yaml").read_text())[-1] == "method.optimizer.lr=0.05"
