@@ -28,41 +28,12 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 
+from bench_common import StepTimer
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class EpochTimer(Callback):
-    """Seconds and images of the training steps of each epoch, and of the whole epoch."""
-
-    def __init__(self) -> None:
-        self.train_seconds: list[float] = []
-        self.epoch_seconds: list[float] = []
-        self.images: list[int] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._sync(pl_module)
-        self._start = time.perf_counter()
-        self._images = 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._images += batch[1].shape[0]
-        self._steps_end = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._sync(pl_module)
-        self.train_seconds.append(self._steps_end - self._start)
-        self.epoch_seconds.append(time.perf_counter() - self._start)
-        self.images.append(self._images)
-
-    @staticmethod
-    def _sync(pl_module) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
@@ -90,9 +61,9 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 def template_run(args: argparse.Namespace, out: Path, on_device: bool) -> dict[str, float]:
     cfg = compose_config([*overrides(args), f"data.on_device={on_device}"], out)
-    timer = EpochTimer()
+    timer = StepTimer()
     train(cfg, extra_callbacks=[timer])
-    return summarise(timer.images, timer.train_seconds, timer.epoch_seconds, args.warmup_epochs)
+    return summarise(timer.images, timer.seconds, timer.epoch_seconds, args.warmup_epochs)
 
 
 def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:

@@ -274,19 +274,16 @@ def test_summary_lists_unfinished_jobs_with_their_state(tmp_path: Path):
     assert "- unfinished: `" in result["table"]
 
 
-def test_a_job_is_named_by_the_values_it_sweeps():
-    from transferlab.utils.config import _is_swept, job_name
+def test_a_job_is_named_by_the_values_it_sweeps(monkeypatch):
+    from transferlab.utils.config import fixed_overrides, job_name
 
     assert job_name(3, ["data=digits", "method.lam=0.1", "seed=1"], "data") == "3_lam=0.1,seed=1"
     both = ["method.lam=0.1", "pretrain.method.lam=1"]  # one last part, two keys: spelled out
     assert job_name(0, both, "") == "0_method.lam=0.1,pretrain.method.lam=1"
     assert job_name(1, ["data.root=/a/b"], "") == "1_root=-a-b"  # no new directory levels
     assert job_name(2, ["seed=0"], "seed") == "2"  # nothing swept: the number alone
-    assert [_is_swept(v) for v in ["0,0.1", "[1,2]", "range(1,3)", "'a,b'", "glob(*)", "0.1"]] == [
-        True,
-        False,
-        True,
-        False,
-        True,
-        False,
-    ]
+    # the command line's one-valued keys (and deletions) are shared; sweeps are not
+    values = ["0,0.1", "[1,2]", "range(1,3)", "'a,b'", "glob(*)", "0.1"]
+    argv = ["train.py", "-m", *(f"k{i}={v}" for i, v in enumerate(values)), "~k6"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert fixed_overrides() == "k1|k3|k5|k6"

@@ -50,40 +50,23 @@ def sweep_name(_fixed: str = "") -> str:
     return f"{readable}_{digest}"
 
 
-_SWEEP_FUNCTIONS = ("range(", "choice(", "glob(", "interval(", "tag(", "sort(", "shuffle(")
-
-
-def _is_swept(value: str) -> bool:
-    """Whether a command-line value is a sweep (a comma outside brackets and quotes, or a sweep
-    function) rather than one value."""
-    if value.startswith(_SWEEP_FUNCTIONS):
-        return True
-    depth, quote = 0, ""
-    for char in value:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        elif char == "," and depth == 0:
-            return True
-    return False
-
-
 def fixed_overrides() -> str:
-    """The keys the command line sets to one value (``|``-joined): what every job of the sweep
-    shares. Read from ``sys.argv`` once, in the process that launches the sweep (cached)."""
+    """The keys the command line sets to one value or deletes (``|``-joined): what every job of
+    the sweep shares. Read from ``sys.argv`` once, in the process that launches the sweep (cached);
+    Hydra's own parser tells a sweep (``0,0.1``, ``range(…)``, ``glob(…)``) from one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
     keys = []
     for arg in sys.argv[1:]:
-        if arg.startswith("~") and "=" not in arg:  # a deletion: ~callbacks.progress_bar
-            keys.append(arg[1:])
-        elif "=" in arg and not arg.startswith("-"):
-            key, value = arg.split("=", 1)
-            if not _is_swept(value):
-                keys.append(key.lstrip("+~"))
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
+            continue  # a flag, not an override
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # Hydra itself reports a malformed override
+            continue
+        if override.is_delete() or not override.is_sweep_override():
+            keys.append(override.key_or_group)
     return "|".join(sorted(keys))
 
 
