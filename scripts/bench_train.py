@@ -32,6 +32,7 @@ import torch
 from bench_common import StepTimer
 from transferlab.train import train
 from transferlab.utils.config import compose_config
+from transferlab.utils.nonfinite import NonFiniteWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,6 +110,30 @@ def plain_run(args: argparse.Namespace, out: Path) -> dict[str, float]:
     return summarise(images, seconds, seconds, args.warmup_epochs)
 
 
+def check_cost(args: argparse.Namespace, steps: int = 2000) -> dict[str, float]:
+    """Host time per training step of the template's non-finite-loss watch against reading the
+    loss on every step (``bool(torch.isfinite(loss))``). On a GPU the per-step read also stalls
+    the queue until the step is done; that cost shows in the throughput, not here."""
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    terms = {"loss": torch.tensor(1.0, device=device), "ce": torch.tensor(1.0, device=device)}
+    watch = NonFiniteWatch(every=10)
+    cost = {}
+    for name, step in {
+        "read_every_step": lambda i: bool(torch.isfinite(terms["loss"])),
+        "watch": lambda i: watch.observe(terms, i),
+    }.items():
+        for i in range(100):  # warm-up
+            step(i)
+        start = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        cost[name] = (time.perf_counter() - start) / steps * 1e6
+    watch.check(epoch=0)
+    return cost
+
+
 def summarise(images: list[int], train_s: list[float], epoch_s: list[float], warmup: int) -> dict[str, float]:
     rates = [n / s for n, s in zip(images[warmup:], train_s[warmup:], strict=True)]
     overhead = [1 - t / e for t, e in zip(train_s[warmup:], epoch_s[warmup:], strict=True)]
@@ -127,7 +152,7 @@ def main() -> None:
     parser.add_argument("--net", default="cnn")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="alternate plain/template runs")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
@@ -148,6 +173,10 @@ def main() -> None:
         for name, run in loops.items():
             results[name].append(run(args.out / f"{name}_{repeat}"))
     rate = {name: statistics.median(r["images_per_s"] for r in runs) for name, runs in results.items()}
+    spread = {
+        name: (min(r["images_per_s"] for r in runs), max(r["images_per_s"] for r in runs))
+        for name, runs in results.items()
+    }
     share = {
         name: statistics.median(r["eval_and_checkpoint_share"] for r in runs)
         for name, runs in results.items()
@@ -159,14 +188,28 @@ def main() -> None:
         if args.accelerator == "gpu"
         else f"cpu x{torch.get_num_threads()}",
         "images_per_s": rate,
+        "images_per_s_min_max": spread,
         "ratio_to_plain": {name: rate[name] / rate["plain"] for name in rate},
+        "ratio_to_plain_per_repeat": {  # each against the plain run just before it
+            name: [r["images_per_s"] / p["images_per_s"] for r, p in zip(runs, results["plain"], strict=True)]
+            for name, runs in results.items()
+        },
+        "nonfinite_check_us_per_step": check_cost(args),
         "eval_and_checkpoint_share_of_epoch": share,
         "runs": results,
     }
-    print(f"\n{'loop':<20}{'images/s':>12}{'x plain':>10}{'val+ckpt share':>16}")
+    print(f"\n{'loop':<20}{'images/s':>12}{'min-max':>16}{'x plain':>10}{'val+ckpt share':>16}")
     for name in loops:
         extra = f"{share[name]:>16.1%}" if name in share else f"{'':>16}"
-        print(f"{name:<20}{rate[name]:>12.1f}{rate[name] / rate['plain']:>10.3f}{extra}")
+        low, high = spread[name]
+        print(
+            f"{name:<20}{rate[name]:>12.1f}{f'{low:.0f}-{high:.0f}':>16}"
+            f"{rate[name] / rate['plain']:>10.3f}{extra}"
+        )
+    for name in share:
+        ratios = sorted(report["ratio_to_plain_per_repeat"][name])
+        print(f"{name}: x plain per repeat {', '.join(f'{r:.3f}' for r in ratios)}")
+    print("non-finite loss check, µs per step:", report["nonfinite_check_us_per_step"])
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"bench_{args.net}_{args.data}_{args.accelerator}.json"
     target.write_text(json.dumps(report, indent=2))

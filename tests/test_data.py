@@ -17,7 +17,7 @@ from transferlab.data import (
     ImageFolderDataModule,
     SyntheticDataModule,
 )
-from transferlab.data.base import per_device_batch_size
+from transferlab.data.base import ToNormalizedFloat, per_device_batch_size
 from transferlab.data.selection import (
     class_mapping,
     select_classes,
@@ -234,3 +234,35 @@ def test_stl10_lines_up_with_cifar10_names(tmp_path: Path, monkeypatch):
     assert dm.class_names == shared  # 'car' read as 'automobile', 'monkey' left out
     images, _ = next(iter(dm.val_dataloader()))
     assert images.shape[1:] == (3, 32, 32) and len(dm.datasets["test"]) == 18
+
+
+def test_to_normalized_float_is_torchvisions_to_dtype_then_normalize_bit_for_bit():
+    from torchvision.transforms import v2
+
+    image = torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    assert torch.equal(ToNormalizedFloat(mean, std)(image), reference(image))
+    with pytest.raises(TypeError, match=r"takes uint8 images, got torch\.float32"):
+        ToNormalizedFloat(mean, std)(image.float())
+
+
+def test_splits_held_in_memory_are_resized_once_and_give_the_same_pixels():
+    from torchvision.transforms import v2
+
+    dm = DigitsDataModule(image_size=24)
+    dm.setup("fit")
+    test = dm.datasets["test"]
+    assert tuple(test.images.shape[-2:]) == (24, 24)  # resized at setup ...
+    assert not any(isinstance(t, v2.Resize) for t in test.transform.transforms)  # ... not per item
+    raw = dm.load_splits()["test"].images
+    per_item = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((24, 24), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(dm.mean, dm.std),
+        ]
+    )
+    for i in (0, 17, len(test) - 1):
+        assert torch.equal(test[i][0], per_item(raw[int(test.indices[i])]))

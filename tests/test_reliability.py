@@ -20,6 +20,7 @@ from transferlab.data.imagefolder import ImageFolderDataModule
 from transferlab.train import train
 from transferlab.utils.checkpoint import load_checkpoint
 from transferlab.utils.errors import CheckpointError, ConfigError, DataError, TrainingError
+from transferlab.utils.nonfinite import NonFiniteWatch
 from transferlab.utils.resume import AtomicCheckpointIO
 from transferlab.utils.schema import validate_config
 
@@ -134,18 +135,61 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step_and_terms(fast_cfg):
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 
 
-def test_no_optimiser_step_is_taken_on_a_non_finite_loss(fast_cfg):
+def test_the_watch_notes_the_first_non_finite_step_without_reading_the_device(monkeypatch):
+    watch = NonFiniteWatch(every=3)
+    losses = [1.0, 2.0, float("inf"), float("nan"), 0.5]
+
+    def no_sync(*args):
+        raise AssertionError("observe() read a tensor on the host")
+
+    with monkeypatch.context() as patch:  # what a host sync would call
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+            patch.setattr(torch.Tensor, name, no_sync)
+        for step, loss in enumerate(losses, start=10):
+            watch.observe({"loss": torch.tensor(loss), "ce": torch.tensor(loss / 2)}, step)
+    assert [watch.due(i) for i in range(6)] == [False, False, True, False, False, True]
+    assert watch.due(4, last_batch=True)
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 12 \(epoch 3\): loss=inf, ce=inf;"):
+        watch.check(epoch=3)
+
+
+def test_the_watch_stays_quiet_on_finite_losses():
+    watch = NonFiniteWatch()
+    for step in range(5):
+        watch.observe({"loss": torch.tensor(1e30 * step)}, step)
+    watch.check(epoch=0)  # nothing to report: no error
+    watch.observe({"loss": torch.tensor(-float("inf"))}, 5)
+    with pytest.raises(TrainingError, match="at step 5"):
+        watch.check(epoch=0)
+
+
+def test_the_loss_is_read_only_every_log_step_and_the_error_names_the_first_bad_one(fast_cfg):
     from lightning.pytorch import Callback
 
-    seen = []
+    batches = []
 
-    class Spy(Callback):
-        def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
-            seen.append(all(torch.isfinite(p).all() for p in module.parameters()))
+    class Count(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            batches.append(batch_idx)
 
-    with pytest.raises(TrainingError):
-        train(fast_cfg("method.optimizer.lr=1e30"), extra_callbacks=[Spy()])
-    assert seen and all(seen)  # every step that ran did so from finite weights
+    cfg = fast_cfg("method.optimizer.lr=1e30", "trainer.log_every_n_steps=4")
+    with pytest.raises(TrainingError, match=r"non-finite loss at step (\d+)") as error:
+        train(cfg, extra_callbacks=[Count()])
+    first = int(error.value.args[0].split("at step ")[1].split()[0])
+    # the run went on to the next read, after batch 3, 7, 11, ... (callbacks see a batch first)
+    assert len(batches) == (first // 4 + 1) * 4, (first, batches)
+    assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))
+
+
+def test_no_checkpoint_is_written_after_a_non_finite_loss(fast_cfg):
+    # validation (and its checkpoint) after 2 batches, the loss read only every 1000 batches:
+    # the checkpoint write itself must find the note and refuse
+    cfg = fast_cfg(
+        "method.optimizer.lr=1e30", "trainer.log_every_n_steps=1000", "+trainer.val_check_interval=2"
+    )
+    with pytest.raises(TrainingError, match=r"non-finite loss at step [01] \(epoch 0\)"):
+        train(cfg)
+    assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*"))
 
 
 @pytest.mark.parametrize(

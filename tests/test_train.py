@@ -65,6 +65,24 @@ def test_training_learns_and_writes_metrics_checkpoints_and_manifest(fast_cfg):
     assert summary["epochs"] == 4
 
 
+def test_tensorboard_gets_the_loss_every_log_step_and_training_accuracy_once_an_epoch(fast_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = fast_cfg("logger=tensorboard", "trainer.max_epochs=2", "trainer.log_every_n_steps=3")
+    summary = train(cfg)
+    curves = EventAccumulator(str(Path(cfg.paths.output_dir) / "tensorboard"))
+    curves.Reload()
+    steps = summary["global_step"]
+    assert steps >= 6
+    loss = curves.Scalars("train/loss")
+    assert [e.step for e in loss] == [s for s in range(steps) if (s + 1) % 3 == 0]
+    assert all(0 < e.value < 10 for e in loss)
+    accuracy = curves.Scalars("train/acc")
+    assert len(accuracy) == 2 and all(0 <= e.value <= 1 for e in accuracy)  # one per epoch
+    # the run's final values are the last batch's, logged whatever the cadence
+    assert summary["final"]["train/loss"] > 0 and "train/acc" in summary["final"]
+
+
 def test_eval_of_a_trained_checkpoint_reproduces_its_test_metric(fast_cfg, tmp_path):
     cfg = fast_cfg("trainer.max_epochs=2")
     trained = train(cfg)

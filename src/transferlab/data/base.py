@@ -32,6 +32,25 @@ class RawSplit:
     class_names: list[str]
 
 
+class ToNormalizedFloat:
+    """uint8 image -> float32 in [0, 1] -> ``(x - mean) / std`` per channel: torchvision's
+    ``ToDtype(float32, scale=True)`` then ``Normalize(mean, std)``, the same arithmetic in one
+    plain tensor call (a fifth of the per-image cost of the two v2 transforms on small images)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dtype != torch.uint8:
+            raise TypeError(f"ToNormalizedFloat takes uint8 images, got {image.dtype}")
+        pixels = image.as_subclass(torch.Tensor).to(torch.float32).mul_(1.0 / 255)
+        return pixels.sub_(self.mean).div_(self.std)
+
+    def __repr__(self) -> str:
+        return f"ToNormalizedFloat(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+
+
 class LabelledImages(Dataset):
     """A view of some images of a raw split, with new labels and a transform.
 
@@ -120,6 +139,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.datasets: dict[str, LabelledImages] = {}
         self._class_names: list[str] | None = None
         self._uint8: dict[tuple, torch.Tensor] = {}  # on_device: decoded splits
+        self._resized_in_memory = False  # setup() resized tensor splits to image_size
 
     # --- what a concrete datamodule provides -------------------------------------------------
     def load_splits(self) -> dict[str, RawSplit]:
@@ -163,11 +183,12 @@ class ClassificationDataModule(L.LightningDataModule):
 
         if self.mean is None or self.std is None:
             self.mean, self.std = channel_stats(train.images, indices, self.split_seed)
+        images = self._resize_in_memory([train.images, val_images, raw["test"].images])
         train_tf, eval_tf = self.train_transform(), self.eval_transform()
         self.datasets = {
-            "train": LabelledImages(train.images, indices, labels, train_tf),
-            "val": LabelledImages(val_images, val_indices, val_labels, eval_tf),
-            "test": LabelledImages(raw["test"].images, test_indices, test_labels, eval_tf),
+            "train": LabelledImages(images[0], indices, labels, train_tf),
+            "val": LabelledImages(images[1], val_indices, val_labels, eval_tf),
+            "test": LabelledImages(images[2], test_indices, test_labels, eval_tf),
         }
 
     def clean_train_dataset(self) -> LabelledImages:
@@ -197,13 +218,25 @@ class ClassificationDataModule(L.LightningDataModule):
         source_labels = [split.class_names.index(c) for c in self.class_names]
         return select_classes(split.targets, source_labels)
 
+    def _resize_in_memory(self, splits: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        """Splits held as uint8 (N, C, H, W) tensors, resized to ``image_size`` once here instead
+        of image by image in every epoch (the same antialiased resize, so the same pixels)."""
+        if self.native_size == self.image_size or not all(isinstance(s, torch.Tensor) for s in splits):
+            return splits
+        resized: dict[int, torch.Tensor] = {}  # train and val often share one tensor
+        for split in splits:
+            if id(split) not in resized:
+                resized[id(split)] = to_uint8_tensor(split, range(len(split)), self.image_size)
+        self._resized_in_memory = True
+        return [resized[id(split)] for split in splits]
+
     def _resize(self) -> list[Any]:
-        if self.native_size == self.image_size:
+        if self.native_size == self.image_size or self._resized_in_memory:
             return []
         return [v2.Resize((self.image_size, self.image_size), antialias=True)]
 
     def _finish(self) -> list[Any]:
-        return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        return [ToNormalizedFloat(self.mean, self.std)]
 
     def train_transform(self) -> v2.Compose:
         augment: list[Any] = []

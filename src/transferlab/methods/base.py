@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from transferlab.nets.base import Classifier
 from transferlab.utils.entry import log
-from transferlab.utils.errors import TrainingError
+from transferlab.utils.nonfinite import NonFiniteWatch
 from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
 from transferlab.utils.schedule import planned_state, replan
 
@@ -69,6 +69,7 @@ class ClassificationModule(L.LightningModule):
         self.class_accuracy: dict[str, float] = {}  # filled at test time
         self.notes: list[str] = []  # what a reader of the run's results must know (metrics.json)
         self.channels_last = False  # use_channels_last() turns it on
+        self.nonfinite = NonFiniteWatch()  # on_train_start sets how often it is read
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -93,17 +94,28 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         terms, logits, labels = self.training_loss(batch)
-        if not torch.isfinite(terms["loss"]):  # stop before the optimiser steps on it
-            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            raise TrainingError(
-                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {values}; "
-                f"lower the learning rate (method.optimizer.lr) or check the data"
-            )
-        self.train_metrics.update(logits.detach(), labels)
-        batch_size = labels.shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.nonfinite.observe(terms, self.global_step)  # read in on_train_batch_end, not here
+        self.train_metrics.update(logits.detach(), labels)  # logged once, at the epoch's end
+        if self.writes_step_logs():
+            self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=labels.shape[0])
         return terms["loss"]
+
+    def writes_step_logs(self) -> bool:
+        """Whether this training step's values reach the loggers (every
+        ``trainer.log_every_n_steps`` steps) or end the epoch (the run's final values).
+        ``self.log`` costs about a millisecond of host time per value, so per-step values are
+        logged on those steps only."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return connector is None or connector.should_update_logs or self.trainer.is_last_batch
+
+    def on_train_epoch_end(self) -> None:
+        if any(metric.update_called for metric in self.train_metrics.values()):
+            self.log_dict(self.train_metrics.compute(), sync_dist=True)  # compute() syncs devices
+        self.train_metrics.reset()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.nonfinite.due(batch_idx, last_batch=self.trainer.is_last_batch):
+            self.nonfinite.check(self.current_epoch)
 
     def evaluate_batch(
         self, batch: Any, metrics: MetricCollection, loss_name: str
@@ -181,6 +193,8 @@ class ClassificationModule(L.LightningModule):
         return {}
 
     def on_train_start(self) -> None:
+        # read the non-finite note when Lightning reads the logged values (it syncs then anyway)
+        self.nonfinite = NonFiniteWatch(every=max(1, self.trainer.log_every_n_steps))
         # after a resume: the config's optimiser settings and schedule length hold, not the
         # checkpoint's (a no-op when they agree, as in a plain resume)
         planned = getattr(self, "_planned", None)
@@ -200,6 +214,7 @@ class ClassificationModule(L.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite.check(self.current_epoch)  # never write weights stepped on a NaN loss
         checkpoint["transferlab"] = self.metadata
 
 

@@ -232,6 +232,7 @@ class FinetuneModule(SupervisedModule):
             self.net.backbone.eval()
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         if not self._source_names:
             return
         # ‖w − w_s‖ per top-level block of the backbone: where fine-tuning moves the net
