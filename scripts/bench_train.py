@@ -28,6 +28,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch import Callback
 
 from bench_common import StepTimer
 from transferlab.train import train
@@ -60,10 +61,12 @@ def overrides(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def template_run(args: argparse.Namespace, out: Path, on_device: bool) -> dict[str, float]:
+def template_run(
+    args: argparse.Namespace, out: Path, on_device: bool, callbacks: list[Callback] | None = None
+) -> dict[str, float]:
     cfg = compose_config([*overrides(args), f"data.on_device={on_device}"], out)
     timer = StepTimer()
-    train(cfg, extra_callbacks=[timer])
+    train(cfg, extra_callbacks=[*(callbacks or []), timer])
     return summarise(timer.images, timer.seconds, timer.epoch_seconds, args.warmup_epochs)
 
 

@@ -7,11 +7,13 @@ Parts, in order (each one's result is kept even if a later one fails):
    ResNet-18 (bf16, channels_last, batch 512) and the article's CNN, with the ratios to plain
    (``scripts/bench_train.py``'s loops);
 2. ``compile``: the same for ResNet-18 with ``compile=true``;
-3. ``time_to_accuracy``: ``experiment=cifar10_fast`` on CIFAR-10 (``data/cifar-10-batches-py``
+3. ``nonfinite_check``: the template with the CNN and on-device data, with its non-finite-loss
+   watch against the same run reading the loss on the host after every step;
+4. ``time_to_accuracy``: ``experiment=cifar10_fast`` on CIFAR-10 (``data/cifar-10-batches-py``
    when present, else the 10,000-image subset in ``../shared/data/cifar10``), validated every
    epoch: accuracy against seconds of training, the learning rate per epoch, and whether the
    validation loss diverged (the CPU check's first epoch ended at 1.5e4);
-4. ``ddp``: the on-device template on every visible GPU (``trainer=ddp``), when there are two or
+5. ``ddp``: the on-device template on every visible GPU (``trainer=ddp``), when there are two or
    more.
 
 Writes ``logs/gpu_check/gpu_check.json`` and prints one table. About 8 minutes on one H100/H200.
@@ -91,6 +93,27 @@ def loops(args: argparse.Namespace, out: Path) -> dict[str, float]:
         "template_on_device": template_run(args, out / "on_device", on_device=True)["images_per_s"],
     }
     return rate | {f"{name}_x_plain": rate[name] / rate["plain"] for name in list(rate)[1:]}
+
+
+class ReadLossEveryStep(Callback):
+    """The check the template made before ``utils/nonfinite.py``: the loss read on the host after
+    every step (which waits for the device to finish it)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bool(torch.isfinite(outputs["loss"]))
+
+
+def nonfinite_check(dry_run: bool, out: Path) -> dict[str, float]:
+    """Images/s of the template (the article's CNN, on-device data: the case where host time
+    limits the GPU) with its non-finite watch, against the same run reading the loss every step."""
+    args = bench_args(dry_run, net="cnn")
+    rate = {
+        "watch": template_run(args, out / "watch", on_device=True)["images_per_s"],
+        "read_every_step": template_run(
+            args, out / "read_every_step", on_device=True, callbacks=[ReadLossEveryStep()]
+        )["images_per_s"],
+    }
+    return rate | {"watch_x_read_every_step": rate["watch"] / rate["read_every_step"]}
 
 
 class EpochCurve(Callback):
@@ -232,6 +255,9 @@ def table(results: dict[str, Any]) -> str:
     for key, value in results.get("compile", {}).items():
         if isinstance(value, float):
             lines.append(f"{'resnet18 compile ' + key:<34}{value:>14.3f}")
+    for key, value in results.get("nonfinite_check", {}).items():
+        if isinstance(value, float):
+            lines.append(f"{'cnn nonfinite ' + key:<34}{value:>14.3f}")
     tta = results.get("time_to_accuracy", {})
     for row in tta.get("curve", []):
         label = f"epoch {row['epoch']}: val_acc, train s"
@@ -250,7 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--dry-run", action="store_true", help="every part at a tiny size on the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "gpu_check")
-    parser.add_argument("--parts", nargs="+", default=["throughput", "compile", "time_to_accuracy", "ddp"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["throughput", "compile", "nonfinite_check", "time_to_accuracy", "ddp"]
+    )
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit(
@@ -266,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             net: loops(bench_args(dry, net=net), out / "throughput" / net) for net in ("resnet18", "cnn")
         },
         "compile": lambda: loops(bench_args(dry, net="resnet18", compile=True), out / "compile"),
+        "nonfinite_check": lambda: nonfinite_check(dry, out / "nonfinite_check"),
         "time_to_accuracy": lambda: time_to_accuracy(dry, out / "time_to_accuracy"),
         "ddp": lambda: ddp(dry, out / "ddp"),
     }

@@ -16,7 +16,12 @@ def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
 ):
     check = load_script("gpu_check", monkeypatch)
     results = check.main(
-        ["--dry-run", "--parts", "throughput", "time_to_accuracy", "ddp", "--out", str(tmp_path)]
+        [
+            "--dry-run",
+            "--parts",
+            *("throughput", "nonfinite_check", "time_to_accuracy", "ddp"),
+            *("--out", str(tmp_path)),
+        ]
     )
     assert not [name for name, part in results.items() if isinstance(part, dict) and "error" in part]
     for net in ("resnet18", "cnn"):
@@ -25,6 +30,11 @@ def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
         assert rates["template_on_device_x_plain"] == pytest.approx(
             rates["template_on_device"] / rates["plain"]
         )
+    check_cost = results["nonfinite_check"]
+    assert check_cost["watch"] > 0 and check_cost["read_every_step"] > 0
+    assert check_cost["watch_x_read_every_step"] == pytest.approx(
+        check_cost["watch"] / check_cost["read_every_step"]
+    )
     curve = results["time_to_accuracy"]["curve"]
     assert [row["epoch"] for row in curve] == [1, 2]  # validated every epoch
     assert 0 < curve[0]["train_seconds"] < curve[1]["train_seconds"]  # training time only, growing
