@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,14 @@ def cluster():
     subprocess.run(["bash", str(CLUSTER), "stop"], check=False, timeout=120)
 
 
+def sweep_command(log_dir: Path, *overrides: str) -> list[str]:
+    given = {o.split("=")[0] for o in overrides}
+    tiny = [o for o in TINY if o.split("=")[0] not in given]
+    return [sys.executable, "-m", "transferlab.train", "-m", *tiny, f"paths.log_dir={log_dir}", *overrides]
+
+
 def sweep(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "transferlab.train", "-m", *TINY, f"paths.log_dir={log_dir}", *overrides]
+    command = sweep_command(log_dir, *overrides)
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
 
 
@@ -86,3 +93,63 @@ def test_a_failed_job_in_a_slurm_sweep_is_recorded_and_the_other_finishes(tmp_pa
     (summary,) = tmp_path.glob("*/multiruns/*/summary.md")
     assert "- failed: `" in summary.read_text() and "1 of 2 jobs did not finish" in result.stderr
     assert yaml.safe_load((done / ".hydra" / "overrides.yaml").read_text())[-1] == "method.optimizer.lr=0.05"
+
+
+def test_a_job_signalled_for_its_time_limit_is_requeued_resumes_and_ends_as_an_uninterrupted_run(
+    tmp_path: Path,
+):
+    # SLURM warns a job of its time limit with the signal of `#SBATCH --signal=USR2@<delay>`,
+    # "up to 60 s early" (measured: 32 s and 52 s into a 2-minute job with a 60 s delay), so a
+    # real limit would stop the first attempt anywhere from before the first checkpoint to after
+    # the last epoch. The test sends that same signal to the job's tasks once the first
+    # last.ckpt is written (mid-training), and starts the requeued job without SLURM's 2-minute
+    # wait before a requeued job may start again.
+    epochs = "trainer.max_epochs=8"
+    limit = [
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.signal_delay_s=120",
+        "hydra.launcher.max_num_timeout=3",
+    ]
+    sweep_dir = tmp_path / "slurm"
+    running = subprocess.Popen(
+        sweep_command(sweep_dir, *ON_SLURM, *limit, epochs),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    signalled = False
+    deadline = time.monotonic() + 900
+    while running.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+        jobs = squeue()
+        if not signalled and jobs and list(sweep_dir.glob("*/multiruns/*/0/checkpoints/last.ckpt")):
+            job_id, _, _ = jobs[0]
+            subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+            signalled = True
+        for job_id, state, reason in jobs:
+            if signalled and state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+    _, stderr = running.communicate(timeout=60)
+    assert signalled and running.returncode == 0, stderr[-3000:]
+    (job,) = sweep_dir.glob("*/multiruns/*/0")
+    (script,) = job.parent.glob(".submitit/*/*_submission.sh")
+    assert "#SBATCH --signal=USR2@120" in script.read_text()  # how SLURM warns of the time limit
+    logs = "".join(log.read_text() for log in job.parent.glob(".submitit/*/*_log.*"))
+    assert "Requeued job" in logs  # submitit checkpointed the job and requeued it
+    assert "Restored all states from the checkpoint" in logs  # Lightning, on rank 0
+    assert (job / "train.log").read_text().count("resuming from") == 2  # both ranks, once
+    assert not (job / "failed.json").exists()
+    local = sweep(tmp_path / "local", "trainer=ddp_cpu", epochs)  # the same two ranks, uninterrupted
+    assert local.returncode == 0, local.stderr[-3000:]
+    (uninterrupted,) = (tmp_path / "local").glob("*/multiruns/*/0")
+    requeued, plain = (json.loads((d / "metrics.json").read_text()) for d in (job, uninterrupted))
+    assert requeued["global_step"] == plain["global_step"] > 0
+    for key in ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss"):
+        assert requeued["final"][key] == plain["final"][key], key
+
+
+def squeue() -> list[tuple[str, str, str]]:
+    """(job id, state, reason) of the cluster's jobs."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r"], capture_output=True, text=True).stdout
+    return [tuple(line.split("|")) for line in out.split()]  # type: ignore[misc]
