@@ -122,13 +122,12 @@ def test_a_job_signalled_for_its_time_limit_is_requeued_resumes_and_ends_as_an_u
     deadline = time.monotonic() + 900
     while running.poll() is None and time.monotonic() < deadline:
         time.sleep(1)
-        jobs = squeue()
-        if not signalled and jobs and list(sweep_dir.glob("*/multiruns/*/0/checkpoints/last.ckpt")):
-            job_id, _, _ = jobs[0]
-            subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        submitted = [d.name for d in sweep_dir.glob("*/multiruns/*/.submitit/[0-9]*") if d.is_dir()]  # job id
+        if not signalled and submitted and list(sweep_dir.glob("*/multiruns/*/0/checkpoints/last.ckpt")):
+            subprocess.run(["scancel", "--signal=USR2", submitted[0]], check=True)
             signalled = True
-        for job_id, state, reason in jobs:
-            if signalled and state == "PENDING" and reason == "BeginTime":
+        for job_id, state, reason in squeue():
+            if signalled and job_id == submitted[0] and state == "PENDING" and reason == "BeginTime":
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
     _, stderr = running.communicate(timeout=60)
     assert signalled and running.returncode == 0, stderr[-3000:]
