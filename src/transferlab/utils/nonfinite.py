@@ -37,7 +37,7 @@ class NonFiniteWatch:
 
     def __init__(self, every: int = 1) -> None:
         if every < 1:
-            raise ValueError(f"every={every}: the loss must be checked at least once per {every} batches")
+            raise ValueError(f"every={every}: the note is read every `every` batches, a positive number")
         self.every = every
         self.names: tuple[str, ...] = ()
         self.seen: torch.Tensor | None = None  # bool: a non-finite loss since the note was made
