@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DIGITS_CLI, with_overrides
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data=digits",
-    "net=cnn",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-]
+TINY = with_overrides(DIGITS_CLI, "trainer.max_epochs=2")
 # trainer=ddp without GPUs: one process per "node", two nodes
 TWO_NODES = [
     "trainer=ddp",

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import DIGITS_CLI, with_overrides
+
 pytestmark = pytest.mark.slurm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,14 +26,6 @@ ON_SLURM = [
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=10",
 ]
-TINY = [
-    "data=digits",
-    "net=cnn",
-    "trainer.max_epochs=1",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,9 +36,8 @@ def cluster():
 
 
 def sweep_command(log_dir: Path, *overrides: str) -> list[str]:
-    given = {o.split("=")[0] for o in overrides}
-    tiny = [o for o in TINY if o.split("=")[0] not in given]
-    return [sys.executable, "-m", "transferlab.train", "-m", *tiny, f"paths.log_dir={log_dir}", *overrides]
+    run = with_overrides(DIGITS_CLI, f"paths.log_dir={log_dir}", *overrides)
+    return [sys.executable, "-m", "transferlab.train", "-m", *run]
 
 
 def sweep(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
