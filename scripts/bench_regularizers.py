@@ -50,6 +50,11 @@ def run(args: argparse.Namespace, arm: str, out: Path, setup_seconds: dict[str, 
     overrides = [
         *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=finetune"]),
         *ARMS[arm],
+        *(
+            [f"method.regularizer.attention_images={args.attention_images}"]
+            if arm == "delta_attention"
+            else []
+        ),
         f"pretrain.trainer.max_epochs={args.source_epochs}",  # the source's quality does not change the cost
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.accelerator}",
@@ -76,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--arms", nargs="+", default=[a for a in ARMS if a != "delta_attention"], choices=list(ARMS)
     )
     parser.add_argument("--attention", action="store_true", help="add DELTA with channel attention")
+    parser.add_argument(
+        "--attention-images", type=int, default=256, help="images DELTA's attention is measured on"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--source-epochs", type=int, default=1)

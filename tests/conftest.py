@@ -7,8 +7,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import pytest
+import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
@@ -52,6 +54,55 @@ DIGITS_CLI = [
     "trainer.enable_progress_bar=false",
     "~callbacks.progress_bar",
 ]
+
+
+# Domain adaptation, quick: scikit-learn digits -> colour-blended digits at 16 px, a few batches.
+PAIR = [
+    "data=digits_blended_pair",
+    "net=resnet8",
+    "data.image_size=16",
+    "data.batch_size=32",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=2",
+    "method.optimizer.lr=0.05",
+]
+ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral"]
+DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]
+
+
+def deterministic_discriminator(method: str) -> list[str]:
+    """Adversarial methods: no dropout in d, and c = 1 from the first step (no warm-up)."""
+    if method not in ("dann", "cdan", "cdan_e"):
+        return []
+    return ["method.discriminator_dropout=0", "method.schedule=fixed"]
+
+
+def final_weights(summary: dict) -> dict[str, torch.Tensor]:
+    """The state dict of a finished run's last checkpoint."""
+    return torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+
+
+def confusion_accuracy(run_dir: Path) -> tuple[float, int]:
+    """(the diagonal share, the image count) of the ``confusion_matrix.csv`` a run's test wrote."""
+    import csv
+
+    with open(Path(run_dir) / "confusion_matrix.csv") as f:
+        rows = [[int(v) for v in row[1:]] for row in list(csv.reader(f))[1:]]
+    total = sum(map(sum, rows))
+    return sum(rows[i][i] for i in range(len(rows))) / total, total
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def build_module(cfg: DictConfig) -> tuple[Any, Any]:
+    """(the method's LightningModule, its set-up datamodule), as ``train`` builds them."""
+    from transferlab.train import build_model
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    return build_model(cfg, datamodule), datamodule
 
 
 def with_overrides(base: list[str], *overrides: str) -> list[str]:

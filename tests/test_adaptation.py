@@ -8,58 +8,35 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from conftest import load_script
+from conftest import (
+    DETERMINISTIC,
+    PAIR,
+    compose_config,
+    deterministic_discriminator,
+    final_weights,
+    load_script,
+    same_weights,
+)
 from transferlab.data import DomainPairDataModule
 from transferlab.methods import CDANModule
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError, DataError
 
-PAIR = [
-    "data=digits_blended_pair",
-    "net=resnet8",
-    "data.image_size=16",
-    "data.batch_size=32",
-    "+trainer.limit_train_batches=3",
-    "+trainer.limit_val_batches=2",
-    "method.optimizer.lr=0.05",
-]
-ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral"]
-DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]
+
+class ReversedRoutes(DomainPairDataModule):
+    """The same pair declaring its evaluation routes (and so its loaders) in the opposite order."""
+
+    def evaluation_routes(self, stage):
+        return list(reversed(super().evaluation_routes(stage)))
 
 
-def final_weights(summary: dict) -> dict[str, torch.Tensor]:
-    return torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def deterministic_discriminator(method: str) -> list[str]:
-    """Adversarial methods: no dropout in d, and c = 1 from the first step (no warm-up)."""
-    if method not in ("dann", "cdan", "cdan_e"):
-        return []
-    return ["method.discriminator_dropout=0", "method.schedule=fixed"]
-
-
-class ReversedLoaders(DomainPairDataModule):
-    """The same pair with its evaluation loaders in the opposite order."""
-
-    def val_dataloader(self):
-        return dict(reversed(list(super().val_dataloader().items())))
-
-    def test_dataloader(self):
-        return dict(reversed(list(super().test_dataloader().items())))
-
-
-def test_evaluation_is_routed_by_loader_name_and_test_acc_is_the_target_accuracy(fast_cfg, tmp_path):
-    from conftest import compose_config
+def test_evaluation_follows_the_declared_routes_and_test_acc_is_the_target_accuracy(fast_cfg, tmp_path):
     from transferlab.eval import evaluate
 
     common = [*PAIR, "method=coral", *DETERMINISTIC]
     straight = train(fast_cfg(*common, output_dir=tmp_path / "a"))
     reordered = train(
-        fast_cfg(*common, "data._target_=test_adaptation.ReversedLoaders", output_dir=tmp_path / "b")
+        fast_cfg(*common, "data._target_=test_adaptation.ReversedRoutes", output_dir=tmp_path / "b")
     )
     for name in (
         "test/acc",
@@ -70,10 +47,11 @@ def test_evaluation_is_routed_by_loader_name_and_test_acc_is_the_target_accuracy
         "val/target_loss",
     ):
         assert straight["final"][name] == reordered["final"][name], name
-    # eval.py tests on the target alone, with a plain classifier: the same number as test/acc
+    # eval.py follows the same routes with a plain classifier: the same target and source numbers
     ckpt = straight["best"]["ckpt_path"]
     evaluated = evaluate(compose_config([f"ckpt_path={ckpt}"], tmp_path / "eval", "eval"))
-    assert evaluated["final"]["test/acc"] == pytest.approx(straight["final"]["test/acc"], abs=1e-6)
+    for name in ("test/acc", "test/source_acc"):
+        assert evaluated["final"][name] == pytest.approx(straight["final"][name], abs=1e-6), name
     assert (
         straight["final"]["test/loss"] != straight["final"]["test/source_loss"]
     )  # two domains, not one twice
@@ -149,14 +127,20 @@ def test_lambda_on_source_only_is_refused_rather_than_ignored(fast_cfg):
 
 def test_too_many_labelled_target_images_per_class_is_a_clear_error(fast_cfg):
     cfg = fast_cfg(*PAIR, "method=source_only", "data.target_labelled_per_class=100000")
-    with pytest.raises(DataError, match=r"data.target_labelled_per_class: .*has only \d+ training images"):
+    message = r"target domain: data.target_labelled_per_class=100000 but class '0' has only \d+ training"
+    with pytest.raises(DataError, match=message):
         train(cfg)
 
 
-def test_the_pair_sets_its_batch_and_image_size_on_both_domains(fast_cfg):
-    datamodule = hydra.utils.instantiate(fast_cfg(*PAIR).data)
+def test_the_pair_sets_its_batch_and_image_size_on_both_domains_and_says_so(fast_cfg, caplog):
+    with caplog.at_level("INFO", logger="transferlab"):
+        datamodule = hydra.utils.instantiate(fast_cfg(*PAIR).data)
     for domain in (datamodule.source, datamodule.target):
         assert (domain.batch_size, domain.image_size) == (32, 16)
+    lines = [r.getMessage() for r in caplog.records if "domain pair" in r.getMessage()]
+    assert len(lines) == 1  # the digits' own batch size (64) and image size (32) are overridden
+    assert "data.batch_size=32 and data.image_size=16" in lines[0]
+    assert "data.source.batch_size=64" in lines[0] and "data.target.image_size=32" in lines[0]
 
 
 def test_cdan_randomizes_the_multilinear_map_only_when_it_is_large(fast_cfg):

@@ -127,6 +127,25 @@ CASES = [
         "holds a run of another config (seed: 99 -> 0, ",
     ),
     ("unset-root", "train", ["data=imagefolder"], "data.root is not set (???); pass data.root=<str>"),
+    (  # a constructor's ValueError reaches us through Hydra's instantiation: still one line, keyed
+        "nested-constructor",
+        "train",
+        ["method=finetune", "method/regularizer=bss", "method.regularizer.k=0", "method.lam=0.1"],
+        "error: method.regularizer: BSS: k=0 must be >= 1",
+    ),
+    ("data-constructor", "train", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
+    (
+        "negative-gamma",
+        "train",
+        ["data=digits_blended_pair", "method=dann", "method.gamma=-1"],
+        "method.gamma=-1 must be >= 0: a negative γ makes c(p) negative",
+    ),
+    (
+        "too-many-labelled-target",
+        "train",
+        ["data=digits_blended_pair", "method=source_only", "data.target_labelled_per_class=100000"],
+        "target domain: data.target_labelled_per_class=100000 but class '0' has only",
+    ),
     (
         "eval-missing-ckpt",
         "eval",

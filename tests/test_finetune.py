@@ -7,15 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hydra
 import pytest
 import torch
 
-from conftest import FAST
+from conftest import FAST, build_module
 from transferlab.methods import FinetuneModule
 from transferlab.pipeline import prepare_pretraining, pretraining_config
 from transferlab.train import train
-from transferlab.utils.config import to_plain
 from transferlab.utils.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +31,8 @@ def source_run(tmp_path_factory) -> Path:
 
 def finetune_module(fast_cfg, source: Path | None, *overrides: str) -> tuple[FinetuneModule, object]:
     """The FinetuneModule train() would build, on three synthetic classes."""
-    cfg = fast_cfg("method=finetune", "data.num_classes=3", *overrides)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup()
-    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
-    module = hydra.utils.instantiate(cfg.method, _partial_=True, source_ckpt=str(source) if source else None)(
-        net=net, metadata={"net": to_plain(cfg.net)}
-    )
-    return module, datamodule
+    source_ckpt = f"method.source_ckpt={source}" if source else "method.source_ckpt=null"
+    return build_module(fast_cfg("method=finetune", "data.num_classes=3", source_ckpt, *overrides))
 
 
 def source_state(source: Path) -> dict[str, torch.Tensor]:
@@ -82,11 +74,15 @@ def test_l2sp_is_zero_at_the_start_and_its_gradient_is_lambda_times_the_drift(fa
         assert torch.allclose(param.grad, lam * (param.detach() - module.source_weights[name]), atol=1e-7)
 
 
-def test_source_weights_are_buffers_in_the_state_dict_and_move_with_the_module(fast_cfg, source_run):
+def test_source_weights_are_frozen_move_with_the_module_and_are_never_saved(fast_cfg, source_run):
     module, _ = finetune_module(fast_cfg, source_run, "method.lam=0.1")
-    state = module.state_dict()
-    assert sum(k.startswith("source__") for k in state) == len(list(module.net.backbone.parameters()))
-    assert all(not t.requires_grad for t in module.source_weights.values())
+    expected = source_state(source_run)
+    assert set(module.source_weights) == {name for name, _ in module.net.backbone.named_parameters()}
+    for name, value in module.source_weights.items():
+        assert torch.equal(value, expected[name]) and not value.requires_grad, name
+    # the frozen source is rebuilt from the source checkpoint, not stored in the run's
+    assert not any(k.startswith("source_net") for k in module.state_dict())
+    module.load_state_dict(module.state_dict())  # and loading a checkpoint without it works
     module.to(torch.float64)
     assert all(t.dtype == torch.float64 for t in module.source_weights.values())
 
@@ -152,7 +148,9 @@ def test_a_pipeline_run_passes_the_source_to_the_target(fast_cfg):
     summary = train(
         fast_cfg("method=finetune", "pretrain=synthetic", "pretrain.data.image_size=16", "method.lam=0.01")
     )
-    assert summary["final"]["train/reg"] >= 0 and "drift/block0" in summary["final"]
+    final = summary["final"]
+    assert final["train/reg"] > 0 and "drift/block0" in final  # the source was loaded: the net drifted
+    assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
 
 
 def test_two_sweep_jobs_started_together_train_the_source_once(tmp_path):

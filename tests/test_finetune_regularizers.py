@@ -10,11 +10,10 @@ import hydra
 import pytest
 import torch
 
-from conftest import FAST, compose_config, load_script
+from conftest import FAST, build_module, compose_config, load_script
 from transferlab.eval import evaluate
 from transferlab.methods import FinetuneModule
 from transferlab.train import train
-from transferlab.utils.config import to_plain
 from transferlab.utils.errors import ConfigError
 
 
@@ -30,13 +29,9 @@ def build(
     fast_cfg, source: Path | None, *overrides: str
 ) -> tuple[FinetuneModule, torch.Tensor, torch.Tensor]:
     """The FinetuneModule train() would build on three synthetic classes, and one batch."""
-    cfg = fast_cfg("net=cnn", "method=finetune", "data.num_classes=3", *overrides)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup()
-    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
-    module = hydra.utils.instantiate(cfg.method, _partial_=True, source_ckpt=str(source) if source else None)(
-        net=net, metadata={"net": to_plain(cfg.net)}
-    )
+    source_ckpt = f"method.source_ckpt={source}" if source else "method.source_ckpt=null"
+    cfg = fast_cfg("net=cnn", "method=finetune", "data.num_classes=3", source_ckpt, *overrides)
+    module, datamodule = build_module(cfg)
     images, labels = next(iter(datamodule.train_dataloader()))
     return module, images, labels
 
@@ -62,7 +57,7 @@ def test_delta_is_zero_at_the_source_and_pulls_the_features_back_to_it(fast_cfg,
         for param in module.net.backbone.parameters():
             param.add_(0.01 * torch.randn_like(param))
     features = module.net.features(images)
-    source_features = module.source_backbone(images)
+    source_features = module.source_net(images)
     expected = 0.5 * (features - source_features).pow(2).sum()
     value = module.penalty(images)
     assert value.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -75,21 +70,34 @@ def test_delta_is_zero_at_the_source_and_pulls_the_features_back_to_it(fast_cfg,
     )
 
 
+class SourceNetAtTheEnd(hydra.utils.get_class("lightning.pytorch.Callback")):
+    """Copies the frozen source net's state, and whether it is optimised, when training ends."""
+
+    def on_train_end(self, trainer, module):
+        self.state = {k: v.clone() for k, v in module.source_net.module.state_dict().items()}
+        optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+        self.optimised = bool(optimised & {id(p) for p in module.source_net.parameters()})
+        self.training = any(m.training for m in module.source_net.modules())
+
+
 @pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_the_frozen_source_net_stays_frozen_and_out_of_the_optimiser(fast_cfg, cnn_source):
     cfg = fast_cfg(*delta_on_two_layers(cnn_source), "trainer.max_epochs=2")
-    summary = train(cfg)
+    probe = SourceNetAtTheEnd()
+    summary = train(cfg, [probe])
     final = summary["final"]
     assert final["train/reg"] > 0
     assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
     state = torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+    assert not any(k.startswith("source_net") for k in state)  # rebuilt from the source, never saved
     source = torch.load(next((cnn_source / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)[
         "state_dict"
     ]
+    assert not probe.optimised and not probe.training
     for key, value in source.items():
         if key.startswith("net.backbone."):
-            frozen = key.replace("net.backbone.", "source_backbone.")
-            assert torch.equal(state[frozen], value), frozen  # the source copy never moved
+            name = key.removeprefix("net.backbone.")
+            assert torch.equal(probe.state[name], value), name  # the source copy never moved
             assert not torch.equal(state[key], value)  # while the fine-tuned net did
 
 
@@ -107,7 +115,9 @@ def test_a_layer_the_backbone_does_not_have_is_named_with_the_ones_it_has(fast_c
 @pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_delta_attention_is_a_distribution_per_layer_and_leaves_the_generators_alone(fast_cfg, cnn_source):
     cfg = fast_cfg(
-        *delta_on_two_layers(cnn_source), "method.regularizer.attention=true", "method.attention_images=32"
+        *delta_on_two_layers(cnn_source),
+        "method.regularizer.attention=true",
+        "method.regularizer.attention_images=32",
     )
     seen = {}
 
@@ -115,8 +125,9 @@ def test_delta_attention_is_a_distribution_per_layer_and_leaves_the_generators_a
         def on_train_start(self, trainer, module):
             seen["weights"] = dict(module.regularizer.channel_weights)
             before = torch.get_rng_state()
-            module.channel_attention(["2"])
+            again = module.regularizer.channel_attention(module.setup_context("fit", module.source_net))
             seen["rng_unchanged"] = torch.equal(before, torch.get_rng_state())
+            seen["same_again"] = all(torch.equal(again[k], seen["weights"][k]) for k in again)
 
     train(cfg, [Probe()])
     weights = seen["weights"]
@@ -125,14 +136,16 @@ def test_delta_attention_is_a_distribution_per_layer_and_leaves_the_generators_a
     for w in weights.values():
         assert torch.all(w > 0) and w.sum().item() == pytest.approx(1.0, abs=1e-5)
         assert w.std() > 0  # channels differ in how much the source's loss needs them
-    assert seen["rng_unchanged"]
+    assert seen["rng_unchanged"] and seen["same_again"]
 
 
 def test_bss_in_fine_tuning_is_the_smallest_squared_singular_value_of_the_batch_features(
     fast_cfg, cnn_source
 ):
     module, images, _ = build(fast_cfg, cnn_source, "method/regularizer=bss", "method.lam=0.001")
-    assert module.source_backbone is None and module.regularizer.needs == {"features"}
+    assert module.regularizer.needs == {"features"}
+    inputs, _ = module.regularizer_inputs(images, module.regularizer.needs)
+    assert inputs.source_weights == {} and inputs.source_feature_maps == {} and inputs.feature_maps == {}
     module.eval()
     features = module.net.features(images)
     assert module.penalty(images).item() == pytest.approx(
@@ -140,7 +153,10 @@ def test_bss_in_fine_tuning_is_the_smallest_squared_singular_value_of_the_batch_
     )
     # BSS needs no source: from scratch it is allowed
     scratch, _, _ = build(fast_cfg, None, "method/regularizer=bss", "method.lam=0.001")
-    assert scratch.penalty(images).item() >= 0
+    scratch.eval()
+    assert scratch.penalty(images).item() == pytest.approx(
+        torch.linalg.svdvals(scratch.net.features(images))[-1].item() ** 2, rel=1e-4
+    )
 
 
 def test_a_regularizer_that_needs_the_source_refuses_to_run_without_one(fast_cfg):
@@ -165,10 +181,10 @@ def test_a_pretrained_torchvision_net_is_the_source_of_l2sp_and_its_checkpoint_e
         "method.lam=0.01",
         "trainer.max_epochs=1",
     )
-    summary = train(cfg)
-    state = torch.load(summary["best"]["ckpt_path"], weights_only=True)["state_dict"]
+    probe = SourceNetAtTheEnd()
+    summary = train(cfg, [probe])
     # θ_s are the file's weights (no source run), and the regularizer saw them move
-    assert torch.equal(state["source__conv1__weight"], pretrained.state_dict()["conv1.weight"])
+    assert torch.equal(probe.state["conv1.weight"], pretrained.state_dict()["conv1.weight"])
     assert summary["final"]["train/reg"] > 0
     # the checkpoint evaluates without the weights file (the net is rebuilt with weights=None)
     (tmp_path / "resnet18.pth").unlink()
@@ -189,9 +205,9 @@ def test_the_regularizer_benchmark_times_every_arm_against_plain_fine_tuning(tmp
         "data=synthetic",
         "data.image_size=16",
         "net=resnet8x4",
-        "method.attention_images=16",
     ]
     args = ["--experiment", "none", "--epochs", "2", "--limit-batches", "1", "--repeats", "1", "--attention"]
+    args += ["--attention-images", "16"]
     report = bench.main([*args, "--out", str(tmp_path), *tiny])
     assert (
         set(report["ratio_to_finetune"]) == set(bench.ARMS) and report["ratio_to_finetune"]["finetune"] == 1.0

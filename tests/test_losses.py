@@ -64,7 +64,7 @@ def test_regularizers_declare_what_they_read():
     assert L2().needs == frozenset() and NoRegularizer().needs == frozenset()
     assert L2SP().needs == {"source_weights"}
     assert BatchSpectralShrinkage().needs == {"features"}
-    assert FeatureMapDistance().needs == {"source_net"} and FeatureMapDistance().layers == ("",)
+    assert FeatureMapDistance().needs == {"feature_maps"} and FeatureMapDistance().layers == ("",)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5])

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, FAST
 from transferlab.summarize import summarize
@@ -135,6 +136,28 @@ def test_a_failed_optuna_trial_is_recorded_and_the_study_goes_on(tmp_path: Path)
     assert f"{len(failed)} of 4 jobs did not finish" in result.stderr
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
+def test_an_optuna_study_whose_every_trial_fails_ends_with_its_summary_not_a_traceback(tmp_path: Path):
+    result = multirun(
+        tmp_path,
+        "method=finetune",
+        "method/regularizer=l2",
+        "hparams_search=finetune_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "method.optimizer.lr=1e30",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "No trials are completed yet" not in result.stderr
+    assert "error: all 2 Optuna trials failed" in result.stderr.strip().splitlines()[-1]
+    assert "| failed |" not in result.stdout and "Jobs not done (2 of 2)" in result.stdout
+    study_dir = next(tmp_path.glob("*/optuna/*"))
+    rows = list(csv.DictReader((study_dir / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["failed", "failed"] and all(
+        "non-finite" in r["error"] for r in rows
+    )
+
+
 def hydra_config(*overrides: str):
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose("train", overrides=list(overrides), return_hydra_config=True)
@@ -171,13 +194,18 @@ def test_launcher_configs_compose_and_name_installed_launchers(launcher, target)
         )
 
 
-@pytest.mark.parametrize("search", ["finetune_optuna", "distill_optuna"])
-def test_hparams_search_configs_tune_a_validation_metric(search):
-    cfg = hydra_config(f"hparams_search={search}")
+@pytest.mark.parametrize(
+    ("search", "experiment"), [("finetune_optuna", "split_finetune"), ("distill_optuna", "offline_distill")]
+)
+def test_hparams_search_configs_tune_a_validation_metric(search, experiment):
+    """Each search (with the experiment its usage line names) tunes keys its experiment has."""
+    usage = (CONF_DIR / "hparams_search" / f"{search}.yaml").read_text()
+    assert f"experiment={experiment} hparams_search={search}" in usage
+    cfg = hydra_config(f"experiment={experiment}", f"hparams_search={search}")
     assert cfg.optimized_metric.startswith("val/") and cfg.hydra.sweeper.direction == "maximize"
     assert cfg.hydra.sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     params = set(cfg.hydra.sweeper.params)
-    assert params & {"method.lam", "method.temperature"}
+    assert params and all(OmegaConf.select(cfg, key) is not None for key in params), params
 
 
 def test_tensorboard_hparams_hold_every_run_setting_with_its_final_metrics(fast_cfg):

@@ -34,6 +34,7 @@ from typing import Any
 
 from transferlab.utils.config import compose_config, project_root
 from transferlab.utils.entry import silence_known_warnings, user_errors
+from transferlab.utils.stats import mean_std_ci, paired_gain
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,14 @@ ARMS = [
     Arm(TRANSFER, "fine-tune", "finetune", "digits_blended_finetune"),
     Arm(TRANSFER, f"L2-SP (λ={L2SP_LAM:g})", "l2sp", "digits_blended_finetune", (f"method.lam={L2SP_LAM}",)),
     Arm(TRANSFER, "linear probe", "probe", "digits_blended_linear_probe"),
-    Arm(DISTILL, "student alone", "student", "digits_distill", ("method.lam=0",), baseline=True),
+    Arm(
+        DISTILL,
+        "student alone",
+        "student",
+        "digits_distill",
+        ("method.ce_weight=1", "method.losses.kd.lam=0"),
+        baseline=True,
+    ),
     Arm(DISTILL, "student + KD (T=4)", "kd", "digits_distill"),
     Arm(
         ADAPT,
@@ -134,21 +142,21 @@ def table_rows(values: dict[str, list[float]]) -> list[dict[str, Any]]:
     """Mean, std and per-seed values of every arm, and each one's gain over its family's baseline
     (paired by seed)."""
     rows = []
-    baselines = {arm.family: values[arm.slug] for arm in ARMS if arm.baseline}
+    baselines = {arm.family: dict(enumerate(values[arm.slug])) for arm in ARMS if arm.baseline}
     for arm in ARMS:
         vals = values[arm.slug]
+        mean, std, _ = mean_std_ci(vals)
         row = {
             "family": arm.family,
             "method": arm.name,
-            "mean": statistics.fmean(vals),
-            "std": statistics.stdev(vals) if len(vals) > 1 else float("nan"),
+            "mean": mean,
+            "std": std,
             "values": vals,
             "baseline": arm.baseline,
         }
         if not arm.baseline:
-            gains = [v - b for v, b in zip(vals, baselines[arm.family], strict=True)]
-            row["gain"] = statistics.fmean(gains)
-            row["ahead"] = sum(g > 0 for g in gains)
+            gain = paired_gain(dict(enumerate(vals)), baselines[arm.family])
+            row["gain"], row["ahead"] = gain.mean, gain.ahead
         rows.append(row)
     return rows
 

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on the test split: ``python -m transferlab.eval ckpt_path=...``.
 
-The net and the data come from the checkpoint's own metadata; ``data=...`` overrides the data
-(for example to evaluate on a local copy), as long as the classes match. A domain pair is
-evaluated on its target domain.
+The net and the data come from the checkpoint's run contract; ``data=...`` overrides the data
+(for example to evaluate on a local copy), as long as the classes match. The data's own test
+routes are followed: a domain pair is tested on its target (``test/…``) and its source
+(``test/source_…``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.methods.base import ClassificationModule
-from transferlab.utils.checkpoint import build_net, checkpoint_metadata, load_checkpoint
+from transferlab.nets.reference import build_net
+from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import register_resolvers
-from transferlab.utils.entry import check_override_keys, log, silence_known_warnings, user_errors
+from transferlab.utils.entry import check_override_keys, silence_known_warnings, user_errors
 from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.log import log
 from transferlab.utils.run_files import scalar_metrics, write_json_atomic
 
 register_resolvers()
@@ -29,22 +32,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint ``cfg.ckpt_path`` and write ``metrics.json`` in the output directory."""
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is not set; pass ckpt_path=<path to a .ckpt file>")
-    checkpoint = load_checkpoint(cfg.ckpt_path)
-    metadata = checkpoint_metadata(checkpoint, cfg.ckpt_path)
-    net = build_net(checkpoint, cfg.ckpt_path)
+    checkpoint = open_checkpoint(cfg.ckpt_path, "ckpt_path")
+    contract = checkpoint.contract
+    net = build_net(checkpoint)
 
-    data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(metadata["data"])
-    datamodule = hydra.utils.instantiate(data_cfg).evaluation_data()  # a domain pair: its target
+    data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(contract.data)
+    datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.prepare_data()
     datamodule.setup("test")
-    if datamodule.class_names != metadata["class_names"]:
+    if list(datamodule.class_names) != contract.class_names:
         raise CheckpointError(
-            f"the checkpoint was trained on classes {metadata['class_names']} but the data has "
+            f"the checkpoint was trained on classes {contract.class_names} but the data has "
             f"{datamodule.class_names}; pick data (and data.classes) that match"
         )
 
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
-    trainer.test(ClassificationModule(net, metadata=metadata), datamodule=datamodule, verbose=False)
+    trainer.test(ClassificationModule(net, contract=contract), datamodule=datamodule, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     if trainer.is_global_zero:

@@ -10,8 +10,6 @@ settings or seeds pretrains once; a file lock keeps concurrent sweep jobs from t
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,17 +18,11 @@ from typing import Any
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from transferlab.utils.config import to_plain
-from transferlab.utils.entry import log
+from transferlab.utils.config import config_digest, flat_config
 from transferlab.utils.errors import CheckpointError
+from transferlab.utils.log import log
 
-# trainer keys that change how a run looks or where it writes, not the model it produces
-_NOT_IN_RECIPE = {
-    "default_root_dir",
-    "enable_progress_bar",
-    "enable_model_summary",
-    "log_every_n_steps",
-}
+RECIPE = ("data", "net", "method", "trainer", "seed")  # what determines the pretrained model
 
 
 def has_pretraining_stage(cfg: DictConfig) -> bool:
@@ -70,16 +62,10 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
 
 
 def recipe_hash(stage_cfg: DictConfig) -> str:
-    """A short hash of what determines the pretrained model: data, net, method, trainer, seed."""
-    trainer = {k: v for k, v in to_plain(stage_cfg.trainer).items() if k not in _NOT_IN_RECIPE}
-    recipe: dict[str, Any] = {
-        "data": to_plain(stage_cfg.data),
-        "net": to_plain(stage_cfg.net),
-        "method": to_plain(stage_cfg.method),
-        "trainer": trainer,
-        "seed": stage_cfg.seed,
-    }
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    """A short hash of what determines the pretrained model: its data, net, method, trainer and
+    seed, as the run's own digest sees them (``utils.config.flat_config``)."""
+    recipe = {k: v for k, v in flat_config(stage_cfg).items() if k.split(".")[0] in RECIPE}
+    return config_digest(recipe, length=12)
 
 
 def prepare_pretraining(cfg: DictConfig, run: Callable[[DictConfig], Any]) -> Path:

@@ -4,7 +4,7 @@ Reads each job's ``.hydra/overrides.yaml`` and ``metrics.json`` and writes, into
 directory (or ``--out``): ``summary.csv`` (one row per job, failed ones included: the swept keys
 first, then the metrics, the constant overrides last), ``summary.md`` (per combination of swept
 values: n, mean ± std, each seed's value, a 95% t-interval where n ≥ 3, and where the sweep holds
-its own control — λ = 0, α = 0, source only — each arm's gain over it, paired by seed) and, for
+its own control — λ = 0, source only — each arm's gain over it, paired by seed) and, for
 every swept parameter, a PNG of the metric against it with every seed's point.
 """
 
@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import math
-import statistics
 import sys
 import textwrap
 from collections import defaultdict
@@ -26,11 +25,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from transferlab.utils.run_files import FAILED_FILE, finished_run
+from transferlab.utils.stats import mean_std_ci, paired_gain
 
-# two-sided 95% Student t quantiles by degrees of freedom (1.96 beyond the table)
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 _REPLICATES = {"seed"}
-_CONTROL_WEIGHTS = ("lam", "alpha", "lambda", "hint_weight")  # a transfer term's weight: 0 = off
+_CONTROL_WEIGHTS = ("lam",)  # a transfer term's weight λ: 0 switches it off
 _CONTROL_METHODS = {"source_only"}  # method=<name>: an arm with no transfer term
 
 
@@ -62,18 +60,6 @@ def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
     """Override keys whose value differs between jobs (absent counts as a value), seeds excluded."""
     keys = sorted({k for job in jobs for k in job["overrides"]} - _REPLICATES)
     return [k for k in keys if len({job["overrides"].get(k) for job in jobs}) > 1]
-
-
-def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean, sample std and the half-width of a 95% t-interval; the interval only for n ≥ 3 (with
-    two values it spans ±12.7 std: nothing a reader can use)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    std = statistics.stdev(values)
-    if len(values) < 3:
-        return mean, std, float("nan")
-    return mean, std, _T95.get(len(values) - 1, 1.96) * std / math.sqrt(len(values))
 
 
 def is_control(key: str, value: str) -> bool:
@@ -150,10 +136,9 @@ def add_gains(rows: list[dict[str, Any]], keys: list[str], control: tuple[str, s
         if base is None or row is base:
             row["control"] = row is base
             continue
-        gains = [v - base["by_seed"][s] for s, v in row["by_seed"].items() if s in base["by_seed"]]
-        if gains:
-            mean, _, ci = mean_std_ci(gains)
-            row |= {"gain": mean, "gain_ci95": ci, "ahead": sum(g > 0 for g in gains), "pairs": len(gains)}
+        gain = paired_gain(row["by_seed"], base["by_seed"])
+        if gain is not None:
+            row |= {"gain": gain.mean, "gain_ci95": gain.ci95, "ahead": gain.ahead, "pairs": gain.pairs}
 
 
 def write_csv(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:

@@ -23,15 +23,16 @@ from transferlab.methods.base import ClassificationModule
 from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
+    flat_config,
     instantiate_callbacks,
     instantiate_loggers,
     register_resolvers,
     to_plain,
 )
+from transferlab.utils.contract import RunContract
 from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.entry import (
     check_override_keys,
-    log,
     record_failure,
     run_label,
     silence_known_warnings,
@@ -39,13 +40,8 @@ from transferlab.utils.entry import (
 )
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.hparams import log_final_hparams
-from transferlab.utils.resume import (
-    AtomicCheckpointIO,
-    RNGStateCallback,
-    claim_output_dir,
-    flat_config,
-    resume_from,
-)
+from transferlab.utils.log import log
+from transferlab.utils.resume import AtomicCheckpointIO, RNGStateCallback, claim_output_dir, resume_from
 from transferlab.utils.run_files import (
     FAILED_FILE,
     best_checkpoint,
@@ -125,7 +121,7 @@ class Run:
     model: ClassificationModule
     trainer: L.Trainer
     loggers: list[Logger]
-    metadata: dict[str, Any]
+    contract: RunContract
 
 
 def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
@@ -133,17 +129,7 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
     datamodule: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the net's head needs the class count
-    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
-    metadata = {
-        "net": to_plain(cfg.net),
-        "data": to_plain(cfg.data),
-        "num_classes": datamodule.num_classes,
-        "class_names": datamodule.class_names,
-        "method": cfg.method._target_,
-        "run": run_label(cfg.get("task_name", "train"), cfg.paths.output_dir),
-    }
-    # partial first: metadata holds configs with _target_ that must stay plain data
-    model = hydra.utils.instantiate(cfg.method, _partial_=True)(net=net, metadata=metadata)
+    model = build_model(cfg, datamodule)
     if cfg.get("channels_last"):
         model.use_channels_last()
     if cfg.get("compile"):
@@ -163,7 +149,22 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
     per_device_batch_size(datamodule.batch_size, trainer.world_size)  # fail before any work
     for logger in loggers:
         logger.log_hyperparams(to_plain(cfg))
-    return Run(datamodule, model, trainer, loggers, metadata)
+    return Run(datamodule, model, trainer, loggers, model.contract)
+
+
+def build_model(cfg: DictConfig, datamodule: ClassificationDataModule) -> ClassificationModule:
+    """The net of ``cfg`` sized for ``datamodule`` (set up), inside the method, which receives the
+    run's contract."""
+    net = hydra.utils.instantiate(cfg.net, num_classes=datamodule.num_classes)
+    contract = RunContract(
+        net=to_plain(cfg.net),
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        data=to_plain(cfg.data),
+        method=cfg.method._target_,
+        label=run_label(cfg.get("task_name", "train"), cfg.paths.output_dir),
+    )
+    return hydra.utils.instantiate(cfg.method, _partial_=True)(net=net, contract=contract)
 
 
 def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, Any]:
@@ -210,7 +211,7 @@ def record(output_dir: Path, flat: dict[str, Any], run: Run, summary: dict[str, 
         return
     log_final_hparams(run.loggers, flat, metrics, best, summary["global_step"])
     if best.get("ckpt_path"):
-        write_manifest(best["ckpt_path"], run.metadata, metrics)
+        write_manifest(best["ckpt_path"], run.contract, metrics)
     write_json_atomic(output_dir / "metrics.json", summary)
     log.info("metrics: %s", {k: metrics[k] for k in sorted(metrics) if "/acc" in k})
     log.info("run directory: %s", output_dir)

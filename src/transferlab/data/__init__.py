@@ -1,17 +1,14 @@
 """LightningDataModules. Each takes ``classes`` and ``train_per_class`` (see ``base``)."""
 
-from transferlab.data.base import ClassificationDataModule, RawSplit
+from transferlab.data.base import ClassificationDataModule, EvalRoute, RawSplit
 from transferlab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
-from transferlab.data.digit_datasets import (
-    BlendedDigitsDataModule,
-    MNISTDataModule,
-    STL10DataModule,
-    USPSDataModule,
-)
+from transferlab.data.digit_datasets import BlendedDigitsDataModule, MNISTDataModule, USPSDataModule
 from transferlab.data.digits import DigitsDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
+from transferlab.data.stl10 import STL10DataModule
 from transferlab.data.synthetic import SyntheticDataModule
+from transferlab.data.torchvision_data import TorchvisionDataModule
 
 __all__ = [
     "BlendedDigitsDataModule",
@@ -20,10 +17,12 @@ __all__ = [
     "ClassificationDataModule",
     "DigitsDataModule",
     "DomainPairDataModule",
+    "EvalRoute",
     "ImageFolderDataModule",
     "MNISTDataModule",
     "RawSplit",
     "STL10DataModule",
     "SyntheticDataModule",
+    "TorchvisionDataModule",
     "USPSDataModule",
 ]

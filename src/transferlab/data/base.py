@@ -23,6 +23,17 @@ from transferlab.data.selection import class_mapping, select_classes, split_per_
 from transferlab.utils.errors import ConfigError, DataError
 
 
+@dataclass(frozen=True)
+class EvalRoute:
+    """One evaluation loader, declared by the datamodule: which ``split`` of which ``domain`` it
+    reads (``""`` for single-domain data) and the ``prefix`` of the metrics computed on it, so a
+    metric's name says where it comes from (``val/acc``, ``test/source_acc``)."""
+
+    split: str
+    prefix: str
+    domain: str = ""
+
+
 @dataclass
 class RawSplit:
     """One split as stored: ``images[i]`` is a PIL image or a uint8 (C, H, W) tensor."""
@@ -54,8 +65,9 @@ class ToNormalizedFloat:
 class LabelledImages(Dataset):
     """A view of some images of a raw split, with new labels and a transform.
 
-    Items are ``(image, label)``, or ``(image, label, position)`` with ``with_index`` (methods
-    that cache per-image values, such as teacher logits, look them up by position).
+    Items are ``(image, label)``, or ``(image, label, position)`` with ``with_index`` (set
+    through ``ClassificationDataModule.with_positions``: methods that cache per-image values,
+    such as teacher logits, look them up by position).
     """
 
     def __init__(self, images: Sequence[Any], indices: np.ndarray, labels: np.ndarray, transform: Any):
@@ -140,6 +152,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self._class_names: list[str] | None = None
         self._uint8: dict[tuple, torch.Tensor] = {}  # on_device: decoded splits
         self._resized_in_memory = False  # setup() resized tensor splits to image_size
+        self._with_positions = False  # with_positions(): training batches carry positions
 
     # --- what a concrete datamodule provides -------------------------------------------------
     def load_splits(self) -> dict[str, RawSplit]:
@@ -157,19 +170,33 @@ class ClassificationDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def evaluation_data(self) -> ClassificationDataModule:
-        """What ``transferlab.eval`` tests a checkpoint of this data on: the data itself."""
-        return self
+    @property
+    def num_train_images(self) -> int:
+        """Images in the training split (after setup)."""
+        return len(self.datasets["train"]) if "train" in self.datasets else 0
+
+    def evaluation_routes(self, stage: str) -> list[EvalRoute]:
+        """The loaders of ``val_dataloader`` (``stage="val"``) or ``test_dataloader``
+        (``"test"``), in order: here one each, the split of the same name."""
+        return [EvalRoute(stage, f"{stage}/")]
+
+    def with_positions(self) -> None:
+        """Training batches carry each image's position in the training split as a third item,
+        ``(images, labels, positions)``, from the next ``train_dataloader()`` on (for methods that
+        keep per-image values: cached teacher logits, a memory bank)."""
+        self._with_positions = True
+        if "train" in self.datasets:
+            self.datasets["train"].with_index = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # idempotent: train() sets up early to size the net's head
             return
         raw = self.load_splits()
         train = raw["train"]
-        source_labels = class_mapping(train.class_names, self.classes)
-        self._class_names = [train.class_names[i] for i in source_labels]
+        class_ids = class_mapping(train.class_names, self.classes)  # in the dataset's own numbering
+        self._class_names = [train.class_names[i] for i in class_ids]
 
-        indices, labels = select_classes(train.targets, source_labels)
+        indices, labels = select_classes(train.targets, class_ids)
         if "val" in raw:
             val_indices, val_labels = self._select_split(raw["val"], "val")
             val_images = raw["val"].images
@@ -190,6 +217,7 @@ class ClassificationDataModule(L.LightningDataModule):
             "val": LabelledImages(images[1], val_indices, val_labels, eval_tf),
             "test": LabelledImages(images[2], test_indices, test_labels, eval_tf),
         }
+        self.datasets["train"].with_index = self._with_positions
 
     def clean_train_dataset(self) -> LabelledImages:
         """The training images without augmentation (resize and normalisation only)."""
@@ -215,8 +243,8 @@ class ClassificationDataModule(L.LightningDataModule):
                 f"{self.name}: the {name} split has no class(es) {missing}; "
                 f"every selected class needs {name} images"
             )
-        source_labels = [split.class_names.index(c) for c in self.class_names]
-        return select_classes(split.targets, source_labels)
+        class_ids = [split.class_names.index(c) for c in self.class_names]
+        return select_classes(split.targets, class_ids)
 
     def _resize_in_memory(self, splits: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Splits held as uint8 (N, C, H, W) tensors, resized to ``image_size`` once here instead
@@ -299,11 +327,15 @@ class ClassificationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, train=True)
 
+    def eval_loader(self, split: str) -> DataLoader | DeviceLoader:
+        """An evaluation loader (no shuffling, no augmentation) over one split."""
+        return self._loader(split, self.eval_batch_size, train=False)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, train=False)
+        return self.eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, train=False)
+        return self.eval_loader("test")
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles the datamodule into each process; rebuild the splits there instead

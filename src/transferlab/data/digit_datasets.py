@@ -1,5 +1,5 @@
-"""Digit and object datasets for domain adaptation: MNIST, USPS, STL-10 (torchvision) and a
-colour-blended version of scikit-learn's digits (in the style of MNIST-M)."""
+"""Digit datasets for domain adaptation: MNIST and USPS (torchvision) and a colour-blended
+version of scikit-learn's digits (in the style of MNIST-M)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch.nn import functional as F
 from torchvision import datasets
 
 from transferlab.data.base import RawSplit
-from transferlab.data.cifar import TorchvisionDataModule
 from transferlab.data.digits import DIGIT_NAMES, DigitsDataModule
+from transferlab.data.torchvision_data import TorchvisionDataModule
 
 
 def _gray_to_rgb(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -48,25 +48,6 @@ class USPSDataModule(MNISTDataModule):
     native_size = 16
     default_mean = (0.2469,) * 3
     default_std = (0.2989,) * 3
-
-
-class STL10DataModule(TorchvisionDataModule):
-    """STL-10 labelled splits (96x96, resized to ``image_size``). 'car' is renamed 'automobile'
-    so its classes line up with CIFAR-10's (nine shared; CIFAR's frog and STL's monkey differ)."""
-
-    name = "STL-10"
-    dataset_cls = datasets.STL10
-    folder = "stl10_binary"
-    native_size = 96
-    default_mean = (0.4467, 0.4398, 0.4066)
-    default_std = (0.2603, 0.2566, 0.2713)
-
-    def open_split(self, train: bool, download: bool) -> Any:
-        return self.dataset_cls(self.root, split="train" if train else "test", download=download)
-
-    def as_raw(self, dataset: Any) -> RawSplit:
-        names = ["automobile" if name == "car" else name for name in dataset.classes]
-        return RawSplit(torch.from_numpy(dataset.data), np.asarray(dataset.labels, dtype=np.int64), names)
 
 
 class BlendedDigitsDataModule(DigitsDataModule):

@@ -9,9 +9,10 @@ import numpy as np
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
-from transferlab.data.base import ClassificationDataModule, LabelledImages
+from transferlab.data.base import ClassificationDataModule, EvalRoute, LabelledImages
 from transferlab.data.selection import take_per_class
 from transferlab.utils.errors import ConfigError, DataError
+from transferlab.utils.log import log
 
 
 class ImagesOnly(Dataset):
@@ -38,9 +39,10 @@ class DomainPairDataModule(L.LightningDataModule):
     """Training batches ``{"source": (images, labels), "target": images}``, plus
     ``"target_labelled": (images, labels)`` with ``target_labelled_per_class`` > 0.
 
-    Evaluation loaders are named by domain, ``{"source": ..., "target": ...}``: validation on the
-    source's validation split and the target's test split, test on both test splits. The method
-    decides what each is for (``methods.adaptation``).
+    Evaluation loaders are declared by ``evaluation_routes``: validation on the source's
+    validation split (``val/…``, what selects a checkpoint without target labels) and on the
+    target's test split (``val/target_…``, reported only); test on the target's test split
+    (``test/…``, what adaptation is judged by) and the source's (``test/source_…``).
 
     Args:
         source, target: the two domains' datamodules (same class names, in the same order).
@@ -51,7 +53,8 @@ class DomainPairDataModule(L.LightningDataModule):
             leave the unlabelled set. 0: none, the unsupervised setting.
 
     ``batch_size`` and ``image_size`` are the pair's and are set on both domains, so they are
-    written once (``data.batch_size``, ``data.image_size``), as for any other data.
+    written once (``data.batch_size``, ``data.image_size``), as for any other data; where a
+    domain's own value differs, one log line says so.
     """
 
     def __init__(
@@ -76,11 +79,21 @@ class DomainPairDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.target_labelled_per_class = target_labelled_per_class
         self._labelled_positions: np.ndarray | None = None  # chosen in setup()
-        for domain in (source, target):
+        overridden = []
+        for name, domain in (("source", source), ("target", target)):
             if domain.eval_batch_size == domain.batch_size:  # not set apart: it follows the batch size
                 domain.eval_batch_size = batch_size
-            domain.batch_size = batch_size
-            domain.image_size = image_size
+            for key, value in (("batch_size", batch_size), ("image_size", image_size)):
+                if getattr(domain, key) != value:
+                    overridden.append(f"data.{name}.{key}={getattr(domain, key)}")
+                    setattr(domain, key, value)
+        if overridden:
+            log.info(
+                "domain pair: data.batch_size=%d and data.image_size=%d hold for both domains (over %s)",
+                batch_size,
+                image_size,
+                ", ".join(overridden),
+            )
 
     @property
     def class_names(self) -> list[str]:
@@ -90,9 +103,10 @@ class DomainPairDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return self.source.num_classes
 
-    def evaluation_data(self) -> ClassificationDataModule:
-        """What a checkpoint of this pair is judged on by ``transferlab.eval``: the target domain."""
-        return self.target
+    def evaluation_routes(self, stage: str) -> list[EvalRoute]:
+        if stage == "val":
+            return [EvalRoute("val", "val/", "source"), EvalRoute("test", "val/target_", "target")]
+        return [EvalRoute("test", "test/", "target"), EvalRoute("test", "test/source_", "source")]
 
     def prepare_data(self) -> None:
         self.source.prepare_data()
@@ -133,9 +147,10 @@ class DomainPairDataModule(L.LightningDataModule):
                 self.target_labelled_per_class,
                 self.target.subset_seed,
                 self.target.class_names,
+                key="data.target_labelled_per_class",
             )
         except DataError as err:
-            raise DataError(f"data.target_labelled_per_class: {err}") from None
+            raise DataError(f"target domain: {err}") from None
 
     def target_split(self) -> tuple[LabelledImages | None, LabelledImages]:
         """(the labelled target images or None, the rest), from the target's training split."""
@@ -160,10 +175,13 @@ class DomainPairDataModule(L.LightningDataModule):
             loaders["target_labelled"] = self.target.make_loader(labelled, self.batch_size, train=True)
         return CombinedLoader(loaders, mode="max_size_cycle")
 
-    def val_dataloader(self) -> dict[str, DataLoader]:
+    def _route_loaders(self, stage: str) -> list[DataLoader]:
         self._share_trainer()
-        return {"source": self.source.val_dataloader(), "target": self.target.test_dataloader()}
+        domains = {"source": self.source, "target": self.target}
+        return [domains[route.domain].eval_loader(route.split) for route in self.evaluation_routes(stage)]
 
-    def test_dataloader(self) -> dict[str, DataLoader]:
-        self._share_trainer()
-        return {"target": self.target.test_dataloader(), "source": self.source.test_dataloader()}
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._route_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._route_loaders("test")

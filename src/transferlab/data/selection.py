@@ -33,10 +33,10 @@ def class_mapping(available: Sequence[str], wanted: Sequence[str] | None) -> lis
     return [list(available).index(name) for name in wanted]
 
 
-def select_classes(targets: np.ndarray, source_labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the images whose label is in ``source_labels`` and their new labels 0..k-1."""
-    remap = np.full(max(int(targets.max(initial=0)), *source_labels) + 1, -1, dtype=np.int64)
-    remap[list(source_labels)] = np.arange(len(source_labels))
+def select_classes(targets: np.ndarray, class_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the images whose label is in ``class_ids`` and their new labels 0..k-1."""
+    remap = np.full(max(int(targets.max(initial=0)), *class_ids) + 1, -1, dtype=np.int64)
+    remap[list(class_ids)] = np.arange(len(class_ids))
     new_labels = remap[targets]
     keep = np.flatnonzero(new_labels >= 0)
     return keep, new_labels[keep]
@@ -66,23 +66,28 @@ def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.
 
 
 def take_per_class(
-    labels: np.ndarray, per_class: int | None, seed: int, class_names: Sequence[str]
+    labels: np.ndarray,
+    per_class: int | None,
+    seed: int,
+    class_names: Sequence[str],
+    key: str = "data.train_per_class",
 ) -> np.ndarray:
     """Positions of ``per_class`` images of each class, chosen by a generator seeded with ``seed``.
 
     The choice is a prefix of a seeded permutation, so a smaller N gives a subset of a larger N.
+    ``key`` is the config key that set ``per_class``, for the messages.
     """
     if per_class is None:
         return np.arange(len(labels))
     if per_class < 1:
-        raise DataError(f"data.train_per_class={per_class} must be a positive integer or null")
+        raise DataError(f"{key}={per_class} must be a positive integer or null")
     rng = np.random.default_rng(seed)
     chosen = []
     for label, name in enumerate(class_names):
         positions = np.flatnonzero(labels == label)
         if per_class > len(positions):
             raise DataError(
-                f"data.train_per_class={per_class} but class '{name}' has only {len(positions)} "
+                f"{key}={per_class} but class '{name}' has only {len(positions)} "
                 f"training images (after the validation carve-out); lower it or set it to null"
             )
         chosen.append(rng.permutation(positions)[:per_class])

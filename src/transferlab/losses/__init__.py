@@ -7,8 +7,14 @@ from transferlab.losses.alignment import (
     MultilinearMap,
     MultipleKernelMMD,
 )
-from transferlab.losses.distillation import HintLoss, KDLoss
-from transferlab.losses.domain import GradientReversal, annealed_lr_factor, grl_coefficient, reverse_gradient
+from transferlab.losses.distillation import (
+    DistillationInputs,
+    DistillationLoss,
+    HintLoss,
+    KDLoss,
+    kd_divergence,
+)
+from transferlab.losses.domain import GradientReversal, reversal_warmup, reverse_gradient
 from transferlab.losses.regularizers import (
     L2,
     L2SP,
@@ -19,6 +25,7 @@ from transferlab.losses.regularizers import (
     Regularizer,
     RegularizerInputs,
 )
+from transferlab.losses.slot import SetupContext, SlotMember
 
 __all__ = [
     "L2",
@@ -26,6 +33,8 @@ __all__ = [
     "BatchSpectralShrinkage",
     "CORALLoss",
     "ConditionalDomainAdversarialLoss",
+    "DistillationInputs",
+    "DistillationLoss",
     "DomainAdversarialLoss",
     "FeatureMapDistance",
     "GradientReversal",
@@ -37,7 +46,9 @@ __all__ = [
     "ParameterRegularizer",
     "Regularizer",
     "RegularizerInputs",
-    "annealed_lr_factor",
-    "grl_coefficient",
+    "SetupContext",
+    "SlotMember",
+    "kd_divergence",
+    "reversal_warmup",
     "reverse_gradient",
 ]

@@ -21,13 +21,13 @@ from transferlab.losses.domain import reverse_gradient
 def balanced_domain_bce(
     source_logits: torch.Tensor,
     target_logits: torch.Tensor,
-    source_weights: torch.Tensor | None = None,
-    target_weights: torch.Tensor | None = None,
+    source_sample_weights: torch.Tensor | None = None,
+    target_sample_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """½·(BCE(d_s, 1) averaged over the source + BCE(d_t, 0) averaged over the target).
 
-    ``*_logits``: (N,) discriminator logits. ``*_weights``: optional (N,) non-negative sample
-    weights; each domain's average is then Σ w_i·BCE_i / Σ w_i. Returns a 0-d tensor.
+    ``*_logits``: (N,) discriminator logits. ``*_sample_weights``: optional (N,) non-negative
+    per-sample weights; each domain's average is then Σ w_i·BCE_i / Σ w_i. Returns a 0-d tensor.
     """
 
     def average(logits: torch.Tensor, label: float, weights: torch.Tensor | None) -> torch.Tensor:
@@ -36,7 +36,10 @@ def balanced_domain_bce(
             return losses.mean()
         return (weights * losses).sum() / weights.sum()
 
-    return 0.5 * (average(source_logits, 1.0, source_weights) + average(target_logits, 0.0, target_weights))
+    return 0.5 * (
+        average(source_logits, 1.0, source_sample_weights)
+        + average(target_logits, 0.0, target_sample_weights)
+    )
 
 
 def domain_accuracy(source_logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:

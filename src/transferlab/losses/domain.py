@@ -1,4 +1,5 @@
-"""Domain-adversarial pieces (Ganin & Lempitsky, 2015): gradient reversal and its schedule."""
+"""Domain-adversarial pieces (Ganin & Lempitsky, 2015): gradient reversal R_c and the warm-up of
+its coefficient c. (The learning-rate annealing of the same paper is in ``utils/schedule.py``.)"""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def reverse_gradient(x: torch.Tensor, coefficient: float) -> torch.Tensor:
 
 
 class GradientReversal(nn.Module):
-    """R_λ(x) = x forward, dR/dx = −λ·I backward. Shapes: any; the output has the input's shape.
+    """R_c(x) = x forward, dR/dx = −c·I backward. Shapes: any; the output has the input's shape.
 
     Example::
 
@@ -42,11 +43,6 @@ class GradientReversal(nn.Module):
         return reverse_gradient(x, self.coefficient)
 
 
-def grl_coefficient(progress: float, gamma: float = 10.0) -> float:
-    """λ(p) = 2 / (1 + exp(−γ·p)) − 1: 0 at p = 0, rising to ≈ 1 at p = 1 (γ = 10)."""
+def reversal_warmup(progress: float, gamma: float = 10.0) -> float:
+    """c(p) = 2 / (1 + exp(−γ·p)) − 1: 0 at p = 0, rising to ≈ 1 at p = 1 (γ = 10)."""
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
-
-
-def annealed_lr_factor(progress: float, decay_rate: float = 10.0, decay_power: float = 0.75) -> float:
-    """μ_p / μ_0 = 1 / (1 + a·p)^b, the learning-rate annealing of Ganin & Lempitsky (a = 10, b = 0.75)."""
-    return 1.0 / (1.0 + decay_rate * progress) ** decay_power

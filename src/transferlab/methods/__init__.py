@@ -2,7 +2,6 @@
 
 from transferlab.methods.adaptation import (
     AdversarialAdaptationModule,
-    AnnealedLR,
     DomainAdaptationModule,
     SourceOnlyModule,
 )
@@ -17,7 +16,6 @@ from transferlab.methods.supervised import SupervisedModule
 
 __all__ = [
     "AdversarialAdaptationModule",
-    "AnnealedLR",
     "CDANModule",
     "CORALModule",
     "ClassificationModule",

@@ -8,10 +8,8 @@ drops A; with labelled target images and no A this is the article's joint traini
 min Σ L_t(θ; x_t, y_t) + λ'·Σ L_s(θ; x_s, y_s), with λ' = 1/λ_t (the same minimiser).
 
 This base owns the rest: one forward pass over the source, target and labelled-target images
-(BatchNorm statistics are shared across domains), the CE terms, and evaluation routed by loader
-name: validation on the source's validation split (``val/acc``, model selection: no target label
-is used) and on the target's test split (``val/target_acc``, reported only); test on the target
-(``test/acc``, what adaptation is judged by) and the source (``test/source_acc``).
+(BatchNorm statistics are shared across domains) and the CE terms. Evaluation follows the domain
+pair's routes (``DomainPairDataModule.evaluation_routes``), like every method's.
 """
 
 from __future__ import annotations
@@ -21,38 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlab.losses.domain import annealed_lr_factor, grl_coefficient
-from transferlab.methods.base import ClassificationModule, accuracy_metrics, decay_groups
-from transferlab.utils.checkpoint import load_backbone
+from transferlab.losses.domain import reversal_warmup
+from transferlab.methods.base import ClassificationModule, decay_groups
+from transferlab.nets.reference import load_source
 from transferlab.utils.errors import ConfigError
-
-# (stage, domain) -> metric prefix: selection on the source, the verdict on the target
-EVALUATION_PREFIX = {
-    ("val", "source"): "val/",
-    ("val", "target"): "val/target_",
-    ("test", "target"): "test/",
-    ("test", "source"): "test/source_",
-}
-
-
-class AnnealedLR(torch.optim.lr_scheduler.LRScheduler):
-    """μ_p = μ_0 / (1 + a·p)^b with p = step / total_steps (step it every optimiser step);
-    Ganin & Lempitsky's a = 10 (``decay_rate``), b = 0.75 (``decay_power``)."""
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        total_steps: int,
-        decay_rate: float = 10.0,
-        decay_power: float = 0.75,
-    ) -> None:
-        self.total_steps, self.decay_rate, self.decay_power = max(total_steps, 1), decay_rate, decay_power
-        super().__init__(optimizer)
-
-    def get_lr(self) -> list[float]:
-        progress = min(self.last_epoch / self.total_steps, 1.0)
-        factor = annealed_lr_factor(progress, self.decay_rate, self.decay_power)
-        return [base_lr * factor for base_lr in self.base_lrs]
 
 
 class DomainAdaptationModule(ClassificationModule):
@@ -78,8 +48,7 @@ class DomainAdaptationModule(ClassificationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if source_ckpt is not None:
-            load_backbone(self.net, source_ckpt, self.metadata.get("net", {}), "method.source_ckpt")
+        self.source = load_source(self.net, source_ckpt, self.contract.net)
         if lam < 0:
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 trains on the labels alone)")
         if labelled_target_weight < 0:
@@ -87,9 +56,6 @@ class DomainAdaptationModule(ClassificationModule):
         self.lam = lam
         self.labelled_target_weight = labelled_target_weight
         self.criterion = nn.CrossEntropyLoss()
-        num_classes = self.net.num_classes
-        self.val_target_metrics = accuracy_metrics(num_classes, EVALUATION_PREFIX["val", "target"])
-        self.test_source_metrics = accuracy_metrics(num_classes, EVALUATION_PREFIX["test", "source"])
 
     # --- what a method writes ----------------------------------------------------------------------
     def alignment_loss(
@@ -130,46 +96,18 @@ class DomainAdaptationModule(ClassificationModule):
             loss = loss + self.lam * terms["alignment"]
         return {"loss": loss, **terms}, z["source"], source_labels
 
-    # --- evaluation, routed by loader name -----------------------------------------------------------
-    def loader_name(self, stage: str, dataloader_idx: int) -> str:
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        if not isinstance(loaders, dict):
-            raise ConfigError(
-                f"{type(self).__name__} evaluates named 'source' and 'target' loaders; "
-                f"pick pair data, e.g. data=mnist_usps_offline"
-            )
-        return list(loaders)[dataloader_idx]
-
-    def evaluate_domain(self, stage: str, batch: Any, dataloader_idx: int) -> None:
-        prefix = EVALUATION_PREFIX[stage, self.loader_name(stage, dataloader_idx)]
-        metrics = {
-            "val/": self.val_metrics,
-            "val/target_": self.val_target_metrics,
-            "test/": self.test_metrics,
-            "test/source_": self.test_source_metrics,
-        }[prefix]
-        logits, labels = self.evaluate_batch(batch, metrics, f"{prefix}loss")
-        if prefix == "test/":  # the confusion matrix is the target's
-            self.test_confusion.update(logits, labels)
-
-    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_domain("val", batch, dataloader_idx)
-
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_domain("test", batch, dataloader_idx)
-
 
 class AdversarialAdaptationModule(DomainAdaptationModule):
     """Alignment by a domain discriminator behind a gradient-reversal layer (DANN, CDAN).
 
     A subclass builds ``self.domain_adversarial`` (the discriminator and its loss); this class
-    drives the reversal coefficient c(p), logs the discriminator's accuracy, and gives the
-    discriminator its own optimiser groups. ``adversarial_loss`` feeds the discriminator the
-    features (DANN); a method that conditions it on more (CDAN) overrides it.
+    drives the reversal coefficient c (``reversal_coefficient``), logs the discriminator's
+    accuracy, and gives the discriminator its own optimiser groups. ``adversarial_loss`` feeds
+    the discriminator the features (DANN); a method that conditions it on more (CDAN) overrides it.
 
     Args:
-        gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), or
-            c = 1 from the first step (``fixed``).
+        gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), γ ≥ 0,
+            or c = 1 from the first step (``fixed``).
     """
 
     domain_adversarial: nn.Module
@@ -178,6 +116,11 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
         super().__init__(*args, **kwargs)
         if schedule not in ("ganin", "fixed"):
             raise ConfigError(f"method.schedule={schedule} must be 'ganin' or 'fixed'")
+        if gamma < 0:
+            raise ConfigError(
+                f"method.gamma={gamma} must be >= 0: a negative γ makes c(p) negative, so the features "
+                f"would help the discriminator instead of fooling it (Ganin's γ is 10)"
+            )
         self.gamma, self.schedule = gamma, schedule
 
     def progress(self) -> float:
@@ -185,9 +128,9 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         return min(self.global_step / total, 1.0)
 
-    def grl_coefficient(self) -> float:
-        """c(p), the gradient-reversal coefficient at this step."""
-        return 1.0 if self.schedule == "fixed" else grl_coefficient(self.progress(), self.gamma)
+    def reversal_coefficient(self) -> float:
+        """c, the gradient-reversal coefficient at this step."""
+        return 1.0 if self.schedule == "fixed" else reversal_warmup(self.progress(), self.gamma)
 
     def adversarial_loss(
         self,
@@ -203,10 +146,10 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
     def alignment_loss(
         self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: torch.Tensor, logits_t: torch.Tensor
     ) -> torch.Tensor:
-        coefficient = self.grl_coefficient()
+        coefficient = self.reversal_coefficient()
         loss, domain_acc = self.adversarial_loss(f_s, f_t, logits_s, logits_t, coefficient)
         self.log_dict(
-            {"train/domain_acc": domain_acc, "train/grl_coefficient": coefficient},
+            {"train/domain_acc": domain_acc, "train/reversal_coefficient": coefficient},
             on_step=False,
             on_epoch=True,
             batch_size=f_s.shape[0],

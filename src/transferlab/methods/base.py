@@ -2,7 +2,9 @@
 
 A method subclasses ``ClassificationModule`` and writes ``training_loss``: the objective it
 optimises, as a dict of named terms whose ``loss`` entry is minimised. Evaluation (val and test)
-is plain classification of the net's logits and lives here once.
+is plain classification of the net's logits and lives here once: the datamodule declares its
+evaluation loaders (``evaluation_routes``: which split of which domain, under which metric
+prefix) and this base builds one set of metrics per route.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from transferlab.data.base import EvalRoute
+from transferlab.losses.slot import SetupContext
 from transferlab.nets.base import Classifier
-from transferlab.utils.entry import log
+from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
+from transferlab.utils.log import log
 from transferlab.utils.nonfinite import NonFiniteWatch
 from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
 from transferlab.utils.schedule import planned_state, replan
@@ -43,8 +48,8 @@ class ClassificationModule(L.LightningModule):
         net: a ``Classifier`` (``features`` + ``head``) sized for the data's classes.
         optimizer: a partial optimiser, called with the parameter groups (None: evaluation only).
         scheduler: a partial LR scheduler, called with the optimiser (stepped every ``interval``).
-        metadata: plain data written into every checkpoint (net config, class names, ...), so
-            a checkpoint can be rebuilt and checked without the run's config files.
+        contract: the run's ``RunContract`` (net config, classes, data), written into every
+            checkpoint so it can be rebuilt and checked without the run's config files.
     """
 
     def __init__(
@@ -53,18 +58,19 @@ class ClassificationModule(L.LightningModule):
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
-        metadata: dict[str, Any] | None = None,
+        contract: RunContract | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
-        self.metadata = metadata or {}
+        self.contract = contract or RunContract(net={}, num_classes=net.num_classes)
         num_classes = net.num_classes
         self.train_metrics = accuracy_metrics(num_classes, "train/")
-        self.val_metrics = accuracy_metrics(num_classes, "val/")
-        self.test_metrics = accuracy_metrics(num_classes, "test/")
+        # one set of metrics per evaluation route, built in setup() from the datamodule's routes
+        self.routes: dict[str, list[EvalRoute]] = {}
+        self.route_metrics = nn.ModuleDict()
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.class_accuracy: dict[str, float] = {}  # filled at test time
         self.notes: list[str] = []  # what a reader of the run's results must know (metrics.json)
@@ -117,25 +123,47 @@ class ClassificationModule(L.LightningModule):
         if self.nonfinite.due(batch_idx, last_batch=self.trainer.is_last_batch):
             self.nonfinite.check(self.current_epoch)
 
-    def evaluate_batch(
-        self, batch: Any, metrics: MetricCollection, loss_name: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classify a labelled batch: log its cross-entropy as ``loss_name``, update ``metrics``,
-        return the logits and labels."""
+    # --- evaluation, one set of metrics per declared route -------------------------------------
+    def setup(self, stage: str) -> None:
+        if not self.routes:
+            self.build_routes()
+
+    def build_routes(self) -> None:
+        """Metrics for the datamodule's evaluation routes (one val and one test split without a
+        datamodule that declares them)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        declared = getattr(datamodule, "evaluation_routes", None)
+        for stage in ("val", "test"):
+            self.routes[stage] = declared(stage) if declared else [EvalRoute(stage, f"{stage}/")]
+            self.route_metrics[stage] = nn.ModuleList(
+                accuracy_metrics(self.net.num_classes, route.prefix) for route in self.routes[stage]
+            )
+
+    def evaluate(
+        self, stage: str, batch: Any, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor, EvalRoute]:
+        """Classify a labelled batch of the ``dataloader_idx``-th route of ``stage``: log its
+        cross-entropy and accuracy under the route's prefix; return the logits, labels, route."""
+        if not self.routes:
+            self.build_routes()
+        route = self.routes[stage][dataloader_idx]
+        metrics = self.route_metrics[stage][dataloader_idx]
         images, labels = batch[:2]
         logits = self(images)
         loss = nn.functional.cross_entropy(logits, labels)
         metrics.update(logits, labels)
         batch_size = labels.shape[0]
-        self.log(loss_name, loss, batch_size=batch_size, sync_dist=True, add_dataloader_idx=False)
+        self.log(f"{route.prefix}loss", loss, batch_size=batch_size, sync_dist=True, add_dataloader_idx=False)
         self.log_dict(metrics, batch_size=batch_size, add_dataloader_idx=False)
-        return logits, labels
+        if route.prefix == "test/":  # the confusion matrix is the headline split's
+            self.test_confusion.update(logits, labels)
+        return logits, labels, route
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self.evaluate_batch(batch, self.val_metrics, "val/loss")
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate("val", batch, dataloader_idx)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self.test_confusion.update(*self.evaluate_batch(batch, self.test_metrics, "test/loss"))
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate("test", batch, dataloader_idx)
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
@@ -146,13 +174,13 @@ class ClassificationModule(L.LightningModule):
         matrix = self.test_confusion.compute()  # synced over devices
         if int(matrix.sum()) == 0:
             return
-        names = [str(n) for n in self.metadata.get("class_names") or range(len(matrix))]
+        names = [str(n) for n in self.contract.class_names or range(len(matrix))]
         accuracy = per_class_accuracy(matrix).tolist()
         # not self.log: a hundred classes would flood the results table; metrics.json has them
         self.class_accuracy = {n: a for n, a in zip(names, accuracy, strict=True) if a == a}
         if self.trainer.is_global_zero:
             figure = write_confusion_matrix(
-                matrix.cpu(), names, self.trainer.default_root_dir, self.metadata.get("run", "")
+                matrix.cpu(), names, self.trainer.default_root_dir, self.contract.label
             )
             for logger in self.loggers:
                 logger.log_metrics(
@@ -215,7 +243,37 @@ class ClassificationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite.check(self.current_epoch)  # never write weights stepped on a NaN loss
-        checkpoint["transferlab"] = self.metadata
+        checkpoint[CHECKPOINT_KEY] = self.contract.to_dict()
+
+    # --- what a family gives its slot members ---------------------------------------------------
+    def setup_context(self, stage: str, reference: nn.Module | None) -> SetupContext:
+        """The ``SetupContext`` of this run for a slot member's ``setup``: this net, ``reference``
+        (the frozen source or teacher), the trainer's device, and training images drawn through
+        the datamodule's training loader."""
+        trainer = self.trainer
+        datamodule = trainer.datamodule
+        return SetupContext(
+            stage=stage,
+            net=self.net,
+            num_classes=self.net.num_classes,
+            device=trainer.strategy.root_device,
+            reference=reference,
+            training_sample=lambda n: training_sample(datamodule, n),
+            training_size=getattr(datamodule, "num_train_images", 0),
+            is_global_zero=trainer.is_global_zero,
+            broadcast=lambda value: trainer.strategy.broadcast(value, src=0),
+        )
+
+
+def training_sample(datamodule: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images and labels of a fresh training loader (augmented as in training)."""
+    images, labels = [], []
+    for batch in datamodule.train_dataloader():
+        images.append(batch[0])
+        labels.append(batch[1])
+        if sum(len(x) for x in images) >= n:
+            break
+    return torch.cat(images)[:n], torch.cat(labels)[:n]
 
 
 def decay_groups(

@@ -1,21 +1,21 @@
-"""Checkpoints as untrusted input: safe loading, rebuilding the net, the manifest beside them."""
+"""Checkpoints as untrusted input: safe loading, the manifest beside them, and the typed handle
+(``HandedCheckpoint``) through which a run receives a source or a teacher. Rebuilding a net from
+one lives a layer up, in ``nets/reference.py``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import OmegaConf
 
-from transferlab.nets.base import Classifier
+from transferlab.utils.contract import RunContract
 from transferlab.utils.errors import CheckpointError
 from transferlab.utils.run_files import write_json_atomic
-from transferlab.utils.state_dict import mismatches
 
 
 def resolve_checkpoint_path(path: str | Path, what: str = "ckpt_path") -> Path:
@@ -46,29 +46,6 @@ def load_checkpoint(path: str | Path, what: str = "ckpt_path") -> dict[str, Any]
         raise CheckpointError(f"cannot read checkpoint {path} ({err}); it may be truncated") from None
 
 
-def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    metadata = checkpoint.get("transferlab")
-    if not metadata or "net" not in metadata:
-        raise CheckpointError(
-            f"checkpoint {path} has no transferlab metadata (net config, classes); "
-            f"only checkpoints written by transferlab.train can be loaded by config"
-        )
-    return metadata
-
-
-def build_net(checkpoint: dict[str, Any], path: str | Path) -> Classifier:
-    """Rebuild the checkpoint's net from its stored config and load its weights."""
-    metadata = checkpoint_metadata(checkpoint, path)
-    net_config = dict(metadata["net"])
-    if "weights" in net_config:  # pretrained weights are in the checkpoint: never fetch them again
-        net_config["weights"] = None
-    net = hydra.utils.instantiate(OmegaConf.create(net_config), num_classes=metadata["num_classes"])
-    prefix = "net."
-    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    net.load_state_dict(weights)
-    return net
-
-
 def sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,13 +54,14 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(checkpoint_path: str | Path, metadata: dict[str, Any], metrics: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` beside a checkpoint that other runs will load."""
+def write_manifest(checkpoint_path: str | Path, contract: RunContract, metrics: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` beside a checkpoint that other runs will load: its file name, its
+    sha256, the run's contract and its final metrics."""
     checkpoint_path = Path(checkpoint_path)
     manifest = {
         "checkpoint": checkpoint_path.name,
         "sha256": sha256(checkpoint_path),
-        **metadata,
+        **contract.to_dict(),
         "metrics": metrics,
     }
     target = checkpoint_path.parent / "manifest.json"
@@ -113,36 +91,33 @@ def verify_manifest(path: Path) -> None:
         )
 
 
-def load_backbone(net: Classifier, path: str | Path, net_config: dict[str, Any], what: str) -> dict:
-    """Copy a checkpoint's backbone (weights and BatchNorm statistics) into ``net``.
+@dataclass(frozen=True)
+class HandedCheckpoint:
+    """A checkpoint one run hands another (a source, a teacher), opened once: where it is, its
+    sha256, the contract of the run that wrote it, and its tensors. ``what`` is the config key it
+    came from, for messages."""
 
-    The head is left alone: the target task has its own classes. Refuses a checkpoint whose net
-    config or backbone tensors differ from ``net``'s, listing what does not match. Returns the
-    checkpoint's metadata.
-    """
-    path = resolve_source_checkpoint(path, what)
-    verify_manifest(path)
-    checkpoint = load_checkpoint(path, what)
-    metadata = checkpoint_metadata(checkpoint, path)
-    prefix = "net.backbone."
-    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    problems = mismatches(weights, net.backbone.state_dict())
-    if problems:
-        raise CheckpointError(
-            f"{what}={path} holds a {metadata['net'].get('_target_')} backbone that does not fit "
-            f"net {net_config.get('_target_')} ({problems}); "
-            f"use the net the checkpoint was trained with"
-        )
-    differing = sorted(
-        k for k in set(net_config) | set(metadata["net"]) if net_config.get(k) != metadata["net"].get(k)
+    path: Path
+    sha256: str
+    contract: RunContract
+    state_dict: dict[str, torch.Tensor]
+    what: str
+
+    def weights(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix`` (``net.``, ``net.backbone.``), with the prefix removed."""
+        return {k[len(prefix) :]: v for k, v in self.state_dict.items() if k.startswith(prefix)}
+
+
+def open_checkpoint(path: str | Path, what: str) -> HandedCheckpoint:
+    """Resolve ``path`` (a checkpoint, or a run directory whose manifest names its best one),
+    check it against its manifest's sha256, load it safely and read its contract."""
+    resolved = resolve_source_checkpoint(path, what)
+    verify_manifest(resolved)
+    checkpoint = load_checkpoint(resolved, what)
+    return HandedCheckpoint(
+        path=resolved,
+        sha256=sha256(resolved),
+        contract=RunContract.of_checkpoint(checkpoint, str(resolved)),
+        state_dict=checkpoint.get("state_dict", {}),
+        what=what,
     )
-    if differing:
-        pairs = ", ".join(
-            f"{k}: {metadata['net'].get(k)} (source) vs {net_config.get(k)} (target)" for k in differing
-        )
-        raise CheckpointError(
-            f"the source net and the target net configs disagree ({pairs}); "
-            f"train both stages with the same net"
-        )
-    net.backbone.load_state_dict(weights)
-    return metadata

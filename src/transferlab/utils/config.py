@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import sys
@@ -147,3 +148,42 @@ def to_plain(cfg: DictConfig | None) -> dict[str, Any]:
     if cfg is None:
         return {}
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+# what says where and how visibly a run writes, not what it computes: left out of the digests
+NOT_IN_DIGEST = {"ckpt_path", "paths", "callbacks", "logger", "hydra"}
+TRAINER_NOT_IN_DIGEST = {
+    "default_root_dir",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "log_every_n_steps",
+}
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as ``{dotted.key: value}``, without what only says where and how
+    visibly a run writes (``NOT_IN_DIGEST``, ``TRAINER_NOT_IN_DIGEST``, values inside its own
+    output directory), so a relaunch into another directory has the same digest."""
+    plain = {k: v for k, v in to_plain(cfg).items() if k not in NOT_IN_DIGEST}
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(plain, "")
+    output_dir = str(cfg.paths.output_dir) if cfg.get("paths") else None
+    return {
+        k: v
+        for k, v in flat.items()
+        if not (output_dir and str(v).startswith(output_dir))
+        and not (k.startswith("trainer.") and k.split(".", 1)[1] in TRAINER_NOT_IN_DIGEST)
+    }
+
+
+def config_digest(flat: dict[str, Any], length: int = 16) -> str:
+    """A short sha256 of a flat config (``flat_config``): the identity of a run's recipe."""
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:length]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -12,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from transferlab.utils.errors import TransferlabError
+from transferlab.utils.log import log
 from transferlab.utils.run_files import FAILED_FILE, write_failed
-
-log = logging.getLogger("transferlab")
 
 
 def silence_known_warnings() -> None:
@@ -36,21 +36,48 @@ def silence_known_warnings() -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a ``TransferlabError`` into ``error: <message>`` on stderr and exit status 1."""
+    """Turn a refused input into ``error: <message>`` on stderr and exit status 1: a
+    ``TransferlabError``, or a constructor's ``ValueError`` that reaches us wrapped by Hydra's
+    instantiation (its "Error in call to target ..." text and traceback say nothing a user needs)."""
     try:
         yield
-    except TransferlabError as err:
+    except Exception as err:
+        if not refused_input(err):
+            raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)
 
 
+def refused_input(err: BaseException) -> bool:
+    """Whether ``err`` refuses a user's input (the message names the problem and the fix)."""
+    cause = _instantiation_cause(err)
+    return isinstance(cause, TransferlabError | ValueError)
+
+
+def _instantiation_cause(err: BaseException) -> BaseException:
+    """The error a constructor raised, under any number of Hydra instantiation wrappers."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
 def one_line(err: BaseException) -> str:
-    """The error's own message; for an error re-raised from a DataLoader worker (whose message
-    is the worker's traceback) the original message, which is its last line."""
-    message = str(err).strip()
+    """The error's own message; for a constructor's error wrapped by Hydra, that error's message
+    prefixed by the config key of the object it built (``method.regularizer: ...``) unless it
+    names it already; for an error re-raised from a DataLoader worker (whose message is the
+    worker's traceback) the original message, which is its last line."""
+    cause = _instantiation_cause(err)
+    message = str(cause).strip()
     if "Original Traceback" in message:
         message = message.splitlines()[-1].split(": ", 1)[-1]
-    return message
+    if cause is not err:
+        found = re.search(r"^full_key: (\S+)$", str(err), flags=re.MULTILINE)
+        key = found.group(1) if found else ""
+        if key and key not in message:
+            message = f"{key}: {message}"
+    return message.splitlines()[0] if message else type(cause).__name__
 
 
 class Outcome:
@@ -93,13 +120,12 @@ def record_failure(output_dir: str | Path) -> Iterator[Outcome]:
     try:
         yield outcome
     except Exception as err:
-        write_failed(output_dir, err, traceback.format_exc())
+        kind = type(_instantiation_cause(err)).__name__
+        write_failed(output_dir, kind, one_line(err), traceback.format_exc())
         if not in_multirun():
             raise
         outcome.failed = True
-        log.error(
-            "job failed: %s: %s (see %s)", type(err).__name__, one_line(err), Path(output_dir) / FAILED_FILE
-        )
+        log.error("job failed: %s: %s (see %s)", kind, one_line(err), Path(output_dir) / FAILED_FILE)
 
 
 def check_override_keys(config_name: str, args: list[str]) -> None:

@@ -9,7 +9,6 @@ one would, because the checkpoint also carries the random number generators' sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
@@ -19,16 +18,12 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
-from omegaconf import DictConfig
 
 from transferlab.utils.checkpoint import load_checkpoint, resolve_checkpoint_path
-from transferlab.utils.config import to_plain
-from transferlab.utils.entry import log
+from transferlab.utils.config import config_digest
 from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.log import log
 from transferlab.utils.run_files import DONE_FILE, RUN_FILE, write_atomic, write_json_atomic
-
-# keys that say where and how visibly a run writes, not what it computes
-_NOT_IN_DIGEST = {"ckpt_path", "paths", "callbacks", "logger", "hydra"}
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -82,29 +77,6 @@ class RNGStateCallback(Callback):
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         if "rng_states" in checkpoint:
             self.load_state_dict(checkpoint["rng_states"])
-
-
-def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as ``{dotted.key: value}``, without the keys that only say where a
-    run writes (so a relaunch into another directory has the same digest)."""
-    plain = {k: v for k, v in to_plain(cfg).items() if k not in _NOT_IN_DIGEST}
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix[:-1]] = node
-
-    walk(plain, "")
-    output_dir = str(cfg.paths.output_dir) if cfg.get("paths") else None
-    # values inside this run's directory (trainer.default_root_dir, ...) move with it
-    return {k: v for k, v in flat.items() if not (output_dir and str(v).startswith(output_dir))}
-
-
-def config_digest(flat: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def claim_output_dir(output_dir: Path, flat: dict[str, Any]) -> None:

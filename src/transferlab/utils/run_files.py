@@ -117,10 +117,9 @@ def finished_run(output_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_failed(output_dir: str | Path, error: BaseException, trace: str) -> None:
-    """Record why a run failed (summaries list it as failed, with this message)."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+def write_failed(output_dir: str | Path, kind: str, message: str, trace: str) -> None:
+    """Record why a run failed (summaries list it as failed, with ``kind: message``)."""
     write_json_atomic(
         Path(output_dir) / FAILED_FILE,
-        {"status": "failed", "error": f"{type(error).__name__}: {message}", "traceback": trace},
+        {"status": "failed", "error": f"{kind}: {message}", "traceback": trace},
     )

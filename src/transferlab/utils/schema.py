@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from transferlab.utils.errors import ConfigError
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-_PASSED_BY_CODE = {"net", "metadata", "num_classes", "callbacks", "logger"}  # not config keys
+_PASSED_BY_CODE = {"net", "contract", "num_classes", "callbacks", "logger"}  # not config keys
 CHECKED_GROUPS = ("data", "net", "method", "trainer")
 
 
@@ -36,7 +36,10 @@ def validate_config(cfg: DictConfig, groups: Sequence[str] = CHECKED_GROUPS) -> 
 def validate_node(node: DictConfig, key: str) -> None:
     """Check one ``_target_`` node (and the ``_target_`` nodes inside it)."""
     target = node.get("_target_")
-    if target is None:
+    if target is None:  # a dict of objects (a family's slot members: method.losses.kd, ...)
+        for name, child in node.items():
+            if isinstance(child, DictConfig):
+                validate_node(child, f"{key}.{name}")
         return
     try:
         factory = hydra.utils.get_object(target)

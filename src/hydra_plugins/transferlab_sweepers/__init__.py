@@ -1,0 +1,1 @@
+"""transferlab's Hydra plugins (found by Hydra in the ``hydra_plugins`` namespace)."""

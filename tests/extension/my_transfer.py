@@ -1,0 +1,62 @@
+"""A researcher's own methods, outside the package: one file of code for all three families."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from transferlab.losses import (
+    DistillationInputs,
+    DistillationLoss,
+    Regularizer,
+    RegularizerInputs,
+    SetupContext,
+)
+from transferlab.losses.slot import FEATURE_MAPS, FEATURES
+from transferlab.methods import DomainAdaptationModule
+
+
+class MeanMatchingModule(DomainAdaptationModule):
+    """Domain adaptation: A = ‖mean_s f − mean_t f‖², the MMD of a linear kernel."""
+
+    def alignment_loss(self, f_s, f_t, logits_s, logits_t) -> torch.Tensor:
+        return (f_s.mean(0) - f_t.mean(0)).pow(2).sum()
+
+
+class FeatureAnchor(Regularizer):
+    """Fine-tuning: R = ‖mean_batch f − μ_s‖², μ_s the source net's mean feature on training
+    images, measured once in ``setup``."""
+
+    needs = frozenset({FEATURES})
+
+    def __init__(self, images: int = 64) -> None:
+        super().__init__()
+        self.images = images
+        self.register_buffer("source_mean", torch.zeros(0))
+
+    def setup(self, context: SetupContext) -> None:
+        if context.stage == "fit":
+            x, _ = context.training_sample(self.images)
+            self.source_mean = context.reference(x.to(context.device)).flatten(1).mean(0)
+
+    def forward(self, inputs: RegularizerInputs) -> torch.Tensor:
+        return (inputs.features.mean(0) - self.source_mean).pow(2).sum()
+
+
+class SpatialEnergy(DistillationLoss):
+    """Distillation: Σ_j ‖e_s − e_t‖² / N, e = the L2-normalised map of mean squared activations
+    over channels at layer j (student and teacher may have different widths)."""
+
+    needs = frozenset({FEATURE_MAPS})
+
+    def __init__(self, layers: list[str], lam: float = 1.0) -> None:
+        super().__init__(lam)
+        self.layers = tuple(layers)
+
+    def forward(self, inputs: DistillationInputs) -> torch.Tensor:
+        total = 0.0
+        for layer in self.layers:
+            student = F.normalize(inputs.student_maps[layer].pow(2).mean(1).flatten(1))
+            teacher = F.normalize(inputs.teacher_maps[layer].pow(2).mean(1).flatten(1))
+            total = total + (student - teacher).pow(2).sum(1).mean()
+        return total
