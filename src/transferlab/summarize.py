@@ -5,7 +5,10 @@ directory (or ``--out``): ``summary.csv`` (one row per job, failed ones included
 first, then the metrics, the constant overrides last), ``summary.md`` (per combination of swept
 values: n, mean ± std, each seed's value, a 95% t-interval where n ≥ 3, and where the sweep holds
 its own control — λ = 0, source only — each arm's gain over it, paired by seed) and, for
-every swept parameter, a PNG of the metric against it with every seed's point.
+every swept parameter, a PNG of the metric against it with every seed's point. A sweep of
+domain-adaptation runs also gets its model-selection report (``utils/selection.py``): each
+validator's pick among every configuration × validated epoch, per seed, its regret against the
+oracle and its rank correlation with the target's test accuracy.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from transferlab.utils import selection
 from transferlab.utils.run_files import FAILED_FILE, finished_run
 from transferlab.utils.stats import mean_std_ci, paired_gain
 
@@ -297,10 +301,21 @@ def summarize(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, keys, out_dir / "summary.csv")
     table = markdown(rows, keys, metric, jobs, found)
+    picks = selection.candidates(jobs, keys)  # adaptation runs: what each validator would pick
+    if picks:
+        table += "\n" + selection.markdown(picks, keys, found)
     (out_dir / "summary.md").write_text(table)
     title = " + ".join(d.name for d in sweep_dirs) + f": {metric}"
     plots = plot(rows, keys, metric, out_dir, title) if keys else []
-    return {"jobs": jobs, "keys": keys, "rows": rows, "table": table, "plots": plots, "control": found}
+    return {
+        "jobs": jobs,
+        "keys": keys,
+        "rows": rows,
+        "table": table,
+        "plots": plots,
+        "control": found,
+        "selection": picks,
+    }
 
 
 class SweepSummary(Callback):

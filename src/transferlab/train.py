@@ -52,6 +52,7 @@ from transferlab.utils.run_files import (
     write_json_atomic,
 )
 from transferlab.utils.schema import validate_config
+from transferlab.utils.selection import check_selection
 
 register_resolvers()
 
@@ -94,6 +95,12 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any], dict[str, An
             f"metric (e.g. optimized_metric=val/acc) and report the test metric once"
         )
     check_accelerator(cfg.trainer)
+    for metric in check_selection(cfg):
+        log.warning(
+            "selecting on %s reads the target's labels (its validation split): the pick is an oracle's, "
+            "not unsupervised domain adaptation",
+            metric,
+        )
     output_dir = Path(cfg.paths.output_dir)
     flat = flat_config(cfg)
     claim_output_dir(output_dir, flat)

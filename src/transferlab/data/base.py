@@ -27,11 +27,14 @@ from transferlab.utils.errors import ConfigError, DataError
 class EvalRoute:
     """One evaluation loader, declared by the datamodule: which ``split`` of which ``domain`` it
     reads (``""`` for single-domain data) and the ``prefix`` of the metrics computed on it, so a
-    metric's name says where it comes from (``val/acc``, ``test/source_acc``)."""
+    metric's name says where it comes from (``val/acc``, ``test/source_acc``). A ``report``
+    route's accuracy is never logged (so nothing can select on it): it is written beside the run
+    for the model-selection report only (the target's test split at every validation)."""
 
     split: str
     prefix: str
     domain: str = ""
+    report: bool = False
 
 
 @dataclass

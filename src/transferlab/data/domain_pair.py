@@ -39,10 +39,16 @@ class DomainPairDataModule(L.LightningDataModule):
     """Training batches ``{"source": (images, labels), "target": images}``, plus
     ``"target_labelled": (images, labels)`` with ``target_labelled_per_class`` > 0.
 
-    Evaluation loaders are declared by ``evaluation_routes``: validation on the source's
-    validation split (``val/…``, what selects a checkpoint without target labels) and on the
-    target's test split (``val/target_…``, reported only); test on the target's test split
-    (``test/…``, what adaptation is judged by) and the source's (``test/source_…``).
+    Splits with one meaning each. Each domain carves its validation split out of its training
+    images (``data.source.val_fraction``, ``data.target.val_fraction``, with their
+    ``split_seed``), so the unlabelled target images training sees and the target validation
+    images are disjoint. Evaluation loaders are declared by ``evaluation_routes``: validation on
+    the source's validation split (``val/…``) and on the target's (``val/target_…``: the images
+    feed the label-free validators, their labels only the oracle, ``val/target_acc``); at every
+    validation the target's test split too, as a report route (never logged: written to
+    ``selection.jsonl`` for the model-selection report, ``report_target_test``); test on the
+    target's test split (``test/…``, what adaptation is judged by) and the source's
+    (``test/source_…``). Nothing named ``val/…`` is computed on a test split.
 
     Args:
         source, target: the two domains' datamodules (same class names, in the same order).
@@ -51,6 +57,8 @@ class DomainPairDataModule(L.LightningDataModule):
         target_labelled_per_class: N target training images per class whose labels training may
             use (semi-supervised adaptation; chosen with the target's ``subset_seed``). They
             leave the unlabelled set. 0: none, the unsupervised setting.
+        report_target_test: at every validation, also the target's test accuracy, written (not
+            logged) for the model-selection report of a sweep.
 
     ``batch_size`` and ``image_size`` are the pair's and are set on both domains, so they are
     written once (``data.batch_size``, ``data.image_size``), as for any other data; where a
@@ -64,6 +72,7 @@ class DomainPairDataModule(L.LightningDataModule):
         batch_size: int = 128,
         image_size: int = 32,
         target_labelled_per_class: int = 0,
+        report_target_test: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -78,6 +87,7 @@ class DomainPairDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.image_size = image_size
         self.target_labelled_per_class = target_labelled_per_class
+        self.report_target_test = report_target_test
         self._labelled_positions: np.ndarray | None = None  # chosen in setup()
         overridden = []
         for name, domain in (("source", source), ("target", target)):
@@ -105,7 +115,10 @@ class DomainPairDataModule(L.LightningDataModule):
 
     def evaluation_routes(self, stage: str) -> list[EvalRoute]:
         if stage == "val":
-            return [EvalRoute("val", "val/", "source"), EvalRoute("test", "val/target_", "target")]
+            routes = [EvalRoute("val", "val/", "source"), EvalRoute("val", "val/target_", "target")]
+            if self.report_target_test:
+                routes.append(EvalRoute("test", "report/target_test_", "target", report=True))
+            return routes
         return [EvalRoute("test", "test/", "target"), EvalRoute("test", "test/source_", "source")]
 
     def prepare_data(self) -> None:
@@ -122,6 +135,11 @@ class DomainPairDataModule(L.LightningDataModule):
             raise DataError(
                 f"the target domain {self.target.name} has no test split; domain adaptation is "
                 f"measured on the target's labelled test images, so give it one"
+            )
+        if len(self.target.datasets["val"]) == 0:
+            raise DataError(
+                "the target domain has no validation images; the validators and the oracle read "
+                "them: set data.target.val_fraction > 0 (e.g. 0.1)"
             )
         source, target = self.source.class_names, self.target.class_names
         if source != target:

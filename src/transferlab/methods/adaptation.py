@@ -9,20 +9,30 @@ min Σ L_t(θ; x_t, y_t) + λ'·Σ L_s(θ; x_s, y_s), with λ' = 1/λ_t (the sam
 
 This base owns the rest: one forward pass over the source, target and labelled-target images
 (BatchNorm statistics are shared across domains) and the CE terms. Evaluation follows the domain
-pair's routes (``DomainPairDataModule.evaluation_routes``), like every method's.
+pair's routes (``DomainPairDataModule.evaluation_routes``), like every method's, and at the end of
+each validation epoch the family's validators (``method.validators``: model selection without
+target labels, and the oracle beside them) score the epoch's source and target validation outputs
+(``val/validator/<name>``); each validated epoch is also written to ``selection.jsonl`` with the
+target's test accuracy, for the sweep's model-selection report only.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from transferlab.data.base import EvalRoute
 from transferlab.losses.domain import reversal_warmup
 from transferlab.methods.base import ClassificationModule, decay_groups
 from transferlab.nets.reference import load_source
 from transferlab.utils.errors import ConfigError
+from transferlab.utils.selection import SELECTION_FILE, TEST_KEY, VALIDATOR_PREFIX
+from transferlab.validators.base import ValidationOutputs, Validator
 
 
 class DomainAdaptationModule(ClassificationModule):
@@ -34,6 +44,8 @@ class DomainAdaptationModule(ClassificationModule):
             the data has some: ``data.target_labelled_per_class``).
         source_ckpt: start from a source model's backbone (a checkpoint or its run directory;
             set by a pipeline's pretraining stage); None starts from scratch.
+        validators: the validators by name, each logged as ``val/validator/<name>`` at every
+            validation epoch (``select=<name>`` picks the checkpoint by one).
     """
 
     #: whether the unlabelled target images go through the net (source-only training skips them)
@@ -45,10 +57,15 @@ class DomainAdaptationModule(ClassificationModule):
         lam: float = 1.0,
         labelled_target_weight: float = 1.0,
         source_ckpt: str | None = None,
+        validators: dict[str, Validator] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.source = load_source(self.net, source_ckpt, self.contract.net)
+        self.validators = dict(validators or {})
+        self.validation_outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"source": [], "target": []}
+        self.validator_seconds: dict[str, list[float]] = {name: [] for name in self.validators}
+        self._pending: tuple[str, torch.Tensor, torch.Tensor] | None = None
         if lam < 0:
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 trains on the labels alone)")
         if labelled_target_weight < 0:
@@ -95,6 +112,58 @@ class DomainAdaptationModule(ClassificationModule):
             terms["alignment"] = self.alignment_loss(f["source"], f["target"], z["source"], z["target"])
             loss = loss + self.lam * terms["alignment"]
         return {"loss": loss, **terms}, z["source"], source_labels
+
+    # --- validation: the validators' inputs, gathered per epoch -------------------------------
+    def evaluation_forward(self, route: EvalRoute, images: torch.Tensor) -> torch.Tensor:
+        if not (self.validators and route.split == "val" and route.domain in self.validation_outputs):
+            return self(images)
+        features = self.net.features(images)
+        logits = self.net.head(features)
+        self._pending = (route.domain, logits.detach(), features.detach())
+        return logits
+
+    def evaluate(self, stage: str, batch: Any, dataloader_idx: int) -> Any:
+        self._pending = None
+        logits, labels, route = super().evaluate(stage, batch, dataloader_idx)
+        if self._pending is not None:
+            domain, logits, features = self._pending
+            self.validation_outputs[domain].append((logits, features, labels.detach()))
+        return logits, labels, route
+
+    def on_validation_epoch_start(self) -> None:
+        self.validation_outputs = {"source": [], "target": []}
+
+    def gathered(self, domain: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The domain's validation logits, features and labels of this epoch, from every rank."""
+        parts = self.validation_outputs[domain]
+        logits, features, labels = (torch.cat([p[i] for p in parts]) for i in range(3))
+        if self.trainer.world_size > 1:
+            logits, features, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, features, labels))
+        return logits, features, labels
+
+    def on_validation_epoch_end(self) -> None:
+        reports = self.reported_metrics("val")
+        if self.trainer.sanity_checking or not self.validators:
+            return
+        if not (self.validation_outputs["source"] and self.validation_outputs["target"]):
+            return
+        source, target = self.gathered("source"), self.gathered("target")
+        outputs = ValidationOutputs(*source, *target)
+        scores = {}
+        for name, validator in self.validators.items():
+            start = time.perf_counter()
+            seen = outputs if validator.uses_target_labels else outputs.without_target_labels()
+            scores[name] = float(validator.score(seen))
+            self.validator_seconds[name].append(time.perf_counter() - start)
+        self.log_dict({f"{VALIDATOR_PREFIX}{k}": v for k, v in scores.items()}, sync_dist=False)
+        if self.trainer.is_global_zero:
+            record = {"epoch": self.current_epoch, "step": self.global_step, "validators": scores}
+            if "report/target_test_acc" in reports:
+                record[TEST_KEY] = reports["report/target_test_acc"]
+            path = Path(self.trainer.default_root_dir) / SELECTION_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
 
 class AdversarialAdaptationModule(DomainAdaptationModule):

@@ -149,15 +149,33 @@ class ClassificationModule(L.LightningModule):
         route = self.routes[stage][dataloader_idx]
         metrics = self.route_metrics[stage][dataloader_idx]
         images, labels = batch[:2]
-        logits = self(images)
-        loss = nn.functional.cross_entropy(logits, labels)
+        logits = self.evaluation_forward(route, images)
         metrics.update(logits, labels)
+        if route.report:  # never logged: read in reported_metrics() for the run's own files
+            return logits, labels, route
+        loss = nn.functional.cross_entropy(logits, labels)
         batch_size = labels.shape[0]
         self.log(f"{route.prefix}loss", loss, batch_size=batch_size, sync_dist=True, add_dataloader_idx=False)
         self.log_dict(metrics, batch_size=batch_size, add_dataloader_idx=False)
         if route.prefix == "test/":  # the confusion matrix is the headline split's
             self.test_confusion.update(logits, labels)
         return logits, labels, route
+
+    def evaluation_forward(self, route: EvalRoute, images: torch.Tensor) -> torch.Tensor:
+        """The logits of an evaluation batch (a family that reads more, such as the features for
+        its validators, overrides this)."""
+        return self(images)
+
+    def reported_metrics(self, stage: str) -> dict[str, float]:
+        """The accuracy of the ``report`` routes of ``stage`` over the epoch (synced), then reset."""
+        values = {}
+        if stage not in self.routes:
+            return values
+        for route, metrics in zip(self.routes[stage], self.route_metrics[stage], strict=True):
+            if route.report:
+                values |= {name: float(value) for name, value in metrics.compute().items()}
+                metrics.reset()
+        return values
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.evaluate("val", batch, dataloader_idx)

@@ -103,6 +103,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("fixed_overrides", fixed_overrides, use_cache=True)
     if not OmegaConf.has_resolver("job_name"):
         OmegaConf.register_new_resolver("job_name", job_name)
+    if not OmegaConf.has_resolver("selection_metric"):
+        from transferlab.utils.selection import selection_metric
+
+        OmegaConf.register_new_resolver("selection_metric", selection_metric)
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:
