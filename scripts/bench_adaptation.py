@@ -1,11 +1,14 @@
-"""Training cost of each domain-adaptation method relative to source-only training.
+"""Training cost of each domain-adaptation method relative to source-only training, and the cost of
+each validator per validation epoch.
 
 Every method trains the same net on the same pair with the same batch size; only the alignment
 term differs (and source only skips the target images altogether). Images/s counts the labelled
 source images of the training steps per second (from the first batch of an epoch to the end of its
 last step), after ``--warmup-epochs``; ``x source only`` is the ratio of those rates, i.e. the
 inverse ratio of step times. The methods are run in turn, ``--repeats`` times, so drifts in the
-machine's speed hit all alike; the median is reported with the spread (min–max).
+machine's speed hit all alike; the median is reported with the spread (min–max). Every run also
+times its validators (``method.validators``) at each validation epoch: their median seconds per
+epoch over all runs are reported under ``validator_seconds``.
 
     python scripts/bench_adaptation.py                                # MNIST -> USPS, the article's CNN, CPU
     python scripts/bench_adaptation.py --experiment digits_adaptation --repeats 3
@@ -14,9 +17,12 @@ machine's speed hit all alike; the median is reported with the spread (min–max
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 from pathlib import Path
 
 import torch
+from lightning.pytorch import Callback
 
 from bench_common import QUIET_RUN, StepTimer, compare
 from transferlab.train import train
@@ -30,6 +36,20 @@ def method_overrides(method: str) -> list[str]:
     if method == "dan_linear":
         return ["method=dan", "method.linear=true"]
     return [f"method={method}"]
+
+
+class ValidatorTimes(Callback):
+    """Collects the seconds each validator took at each validation epoch of a run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        for name, values in getattr(pl_module, "validator_seconds", {}).items():
+            self.seconds.setdefault(name, []).extend(values)
+
+
+VALIDATOR_TIMES = ValidatorTimes()
 
 
 def run(args: argparse.Namespace, method: str, out: Path) -> float:
@@ -46,7 +66,7 @@ def run(args: argparse.Namespace, method: str, out: Path) -> float:
     if args.limit_batches:
         overrides.append(f"+trainer.limit_train_batches={args.limit_batches}")
     timer = StepTimer()
-    train(compose_config(overrides, out), extra_callbacks=[timer])
+    train(compose_config(overrides, out), extra_callbacks=[timer, VALIDATOR_TIMES])
     return timer.rate(args.warmup_epochs)
 
 
@@ -69,15 +89,23 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--epochs={args.epochs} must exceed --warmup-epochs={args.warmup_epochs}")
 
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu x{torch.get_num_threads()}"
-    return compare(
+    out = args.out / f"bench_adaptation_{args.experiment}_{args.accelerator}.json"
+    report = compare(
         args.methods,
         lambda method, repeat: run(args, method, args.out / f"{method}_{repeat}"),
         args.repeats,
         baseline="source_only",
         device=device,
         config={k: str(v) for k, v in vars(args).items()},
-        out=args.out / f"bench_adaptation_{args.experiment}_{args.accelerator}.json",
+        out=out,
     )
+    report["validator_seconds"] = {
+        name: statistics.median(values) for name, values in VALIDATOR_TIMES.seconds.items() if values
+    }
+    out.write_text(json.dumps(report, indent=2))
+    for name, seconds in report["validator_seconds"].items():
+        print(f"validator {name:<12} {1000 * seconds:8.1f} ms per validation epoch (median)")
+    return report
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ Parts, in order (each one's result is kept even if a later one fails):
    epoch: accuracy against seconds of training, the learning rate per epoch, and whether the
    validation loss diverged (the CPU check's first epoch ended at 1.5e4);
 5. ``ddp``: the on-device template on every visible GPU (``trainer=ddp``), when there are two or
-   more.
+   more;
+6. ``distill``: one epoch of ``experiment=cifar100_distill``'s nets and schedule (a ResNet-32x4
+   teacher, a ResNet-8x4 student, batch 64) for the teacher and for every distillation recipe, on
+   CIFAR-100-sized synthetic images held on the GPU (50,000 of 32 px, 100 classes; CIFAR-100 itself
+   cannot be downloaded there), and the hours 240 epochs of each would take.
 
 Writes ``logs/gpu_check/gpu_check.json`` and prints one table. About 8 minutes on one H100/H200.
 ``--dry-run`` runs every part at a tiny size on the CPU (synthetic data, fp32, two CPU processes
@@ -38,6 +42,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from bench_common import QUIET_RUN, StepTimer
 from bench_train import plain_run, template_run
 from transferlab.train import train
 from transferlab.utils.config import compose_config
@@ -235,6 +240,40 @@ def ddp(dry_run: bool, out: Path) -> dict[str, Any]:
     }
 
 
+DISTILL_RECIPES = ["none", "kd", "fitnets", "at", "sp", "pkt", "rkd", "dkd", "crd", "crd_kd"]
+
+
+def distill_epochs(dry_run: bool, out: Path) -> dict[str, Any]:
+    """Seconds of one training epoch of the CIFAR-100 distillation recipe's teacher and of every
+    distillation loss's student, and what 240 of them (the teacher's, then the student's) take."""
+    data = ["data=synthetic", "data.image_size=32", "data.on_device=true", "data.batch_size=64"]
+    if dry_run:
+        data += ["data.num_classes=10", "data.train_size=4", "data.test_size=1", "trainer=cpu"]
+        teacher_net, student_net = ["net=resnet8"], ["net=resnet8"]
+    else:
+        data += ["data.num_classes=100", "data.train_size=500", "data.test_size=10", "trainer=gpu"]
+        data += ["trainer.precision=bf16-mixed"]
+        teacher_net, student_net = ["net=resnet32x4"], []
+    common = [*data, *QUIET_RUN, "trainer.max_epochs=1"]
+    teacher_timer = StepTimer()
+    teacher = ["method/scheduler=multistep", "method.optimizer.lr=0.05", "trainer.check_val_every_n_epoch=1"]
+    train(compose_config([*common, *teacher_net, *teacher], out / "teacher"), extra_callbacks=[teacher_timer])
+    seconds = {"teacher": teacher_timer.seconds[0]}
+    for recipe in DISTILL_RECIPES:
+        timer = StepTimer()
+        overrides = ["experiment=cifar100_distill", *common, *student_net, "~pretrain", f"distill={recipe}"]
+        overrides += [f"method.teacher_ckpt={out / 'teacher'}", "trainer.check_val_every_n_epoch=2"]
+        train(compose_config(overrides, out / recipe), extra_callbacks=[timer])
+        seconds[recipe] = timer.seconds[0]
+    return {
+        "epoch_seconds": seconds,
+        "hours_240_epochs_teacher_then_student": {
+            recipe: round(240 * (seconds["teacher"] + seconds[recipe]) / 3600, 2)
+            for recipe in DISTILL_RECIPES
+        },
+    }
+
+
 def run_part(name: str, part: Any, results: dict[str, Any]) -> None:
     """Run one part; its failure is recorded (with the error) and the next part still runs."""
     start = time.perf_counter()
@@ -264,6 +303,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<34}{row['val_acc']:>8.4f} {row['train_seconds']:>6.1f}")
     if "diverged" in tta:
         lines.append(f"{'cifar10_fast diverged':<34}{tta['diverged']!s:>14}")
+    for name, seconds in results.get("distill", {}).get("epoch_seconds", {}).items():
+        lines.append(f"{'distill epoch s ' + name:<34}{seconds:>14.2f}")
     for name, part in results.items():
         if isinstance(part, dict) and "error" in part:
             lines.append(f"{name + ' FAILED':<34} {part['error'][:80]}")
@@ -277,7 +318,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dry-run", action="store_true", help="every part at a tiny size on the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "gpu_check")
     parser.add_argument(
-        "--parts", nargs="+", default=["throughput", "compile", "nonfinite_check", "time_to_accuracy", "ddp"]
+        "--parts",
+        nargs="+",
+        default=["throughput", "compile", "nonfinite_check", "time_to_accuracy", "ddp", "distill"],
     )
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
@@ -297,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "nonfinite_check": lambda: nonfinite_check(dry, out / "nonfinite_check"),
         "time_to_accuracy": lambda: time_to_accuracy(dry, out / "time_to_accuracy"),
         "ddp": lambda: ddp(dry, out / "ddp"),
+        "distill": lambda: distill_epochs(dry, out / "distill"),
     }
     for name in args.parts:
         run_part(name, parts[name], results)

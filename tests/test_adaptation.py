@@ -3,6 +3,8 @@ target images, and what each method may and may not see."""
 
 from __future__ import annotations
 
+import json
+
 import hydra
 import pytest
 import torch
@@ -160,4 +162,15 @@ def test_the_adaptation_benchmark_times_every_method_against_source_only(tmp_pat
     assert set(report["ratio_to_source_only"]) == set(bench.METHODS)
     assert report["ratio_to_source_only"]["source_only"] == 1.0
     assert all(rate > 0 for rate in report["images_per_s"].values())
-    assert (tmp_path / "bench_adaptation_digits_adaptation_cpu.json").is_file()
+    written = json.loads((tmp_path / "bench_adaptation_digits_adaptation_cpu.json").read_text())
+    assert set(written["validator_seconds"]) == {
+        "source_acc",
+        "source_loss",
+        "entropy",
+        "im",
+        "bnm",
+        "snd",
+        "dev",
+        "oracle",
+    }
+    assert all(seconds > 0 for seconds in written["validator_seconds"].values())

@@ -147,6 +147,19 @@ CASES = [
         "target domain: data.target_labelled_per_class=100000 but class '0' has only",
     ),
     (
+        "unknown-validator",
+        "train",
+        ["data=digits_blended_pair", "method=dann", "select=snd2"],
+        "select=snd2 is not a validator of this run; the known ones: source_acc, source_loss, entropy, im, "
+        "bnm, snd, dev, oracle",
+    ),
+    (
+        "validator-on-one-domain",
+        "train",
+        ["select=entropy"],
+        "select=entropy picks the checkpoint by a validator, and only the domain-adaptation methods",
+    ),
+    (
         "eval-missing-ckpt",
         "eval",
         ["ckpt_path=/no/such.ckpt"],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from conftest import FAST, build_module, compose_config
 from transferlab.losses import DistillationInputs, HintLoss, KDLoss, kd_divergence
@@ -132,13 +133,15 @@ def test_teacher_bn_statistics_do_not_move_during_training_steps(fast_cfg, teach
         assert torch.equal(value, before[key]), key
 
 
-def test_cached_teacher_logits_give_the_same_loss_as_the_live_teacher(fast_cfg, teacher_run, tmp_path):
-    cached_cfg = student_cfg(
-        fast_cfg, teacher_run, "method.teacher_input=clean", "method.cache_teacher_logits=true"
-    )
-    module, datamodule = build_student(cached_cfg)
+@pytest.mark.parametrize("member", ["kd", "pkt"])  # logits; pooled features
+def test_cached_teacher_outputs_give_the_same_loss_as_the_live_teacher(fast_cfg, teacher_run, member):
+    overrides = ["method.teacher_input=clean", "method.cache_teacher_logits=true"]
+    if member != "kd":
+        overrides.append(f"+method/distill_loss@method.losses.{member}={member}")
+    module, datamodule = build_student(student_cfg(fast_cfg, teacher_run, *overrides))
     dataset = datamodule.clean_train_dataset()
-    module.clean_teacher_logits = module.compute_clean_logits(dataset)
+    kept = ("logits", "features") if member != "kd" else ("logits",)
+    module.clean_teacher = module.compute_clean_outputs(dataset, kept)
     positions = torch.arange(8)
     images = torch.stack([dataset[i][0] for i in range(8)])
     labels = torch.stack([dataset[i][1] for i in range(8)])
@@ -146,7 +149,7 @@ def test_cached_teacher_logits_give_the_same_loss_as_the_live_teacher(fast_cfg, 
     cached_terms, _, _ = module.training_loss((images, labels, positions))
     module.teacher_input = "augmented"  # the live teacher on the same (clean) images
     live_terms, _, _ = module.training_loss((images, labels))
-    assert torch.allclose(cached_terms["kd"], live_terms["kd"], atol=1e-5)
+    assert torch.allclose(cached_terms[member], live_terms[member], atol=1e-5)
     assert torch.allclose(cached_terms["loss"], live_terms["loss"], atol=1e-5)
 
 
@@ -155,8 +158,8 @@ def test_teacher_logits_are_cached_on_disk_and_reused_across_runs(fast_cfg, teac
     first = train(student_cfg(fast_cfg, teacher_run, *overrides, output_dir=tmp_path / "a"))
     cache_files = list((tmp_path / "a" / "logs" / "cache" / "teacher_logits").glob("*.pt"))
     assert len(cache_files) == 1
-    logits = torch.load(cache_files[0], weights_only=True)
-    assert logits.shape == (116, 4)  # one row per training image of the student
+    kept = torch.load(cache_files[0], weights_only=True)
+    assert set(kept) == {"logits"} and kept["logits"].shape == (116, 4)  # a row per training image
     stamp = cache_files[0].stat().st_mtime_ns
     second_cfg = student_cfg(fast_cfg, teacher_run, *overrides, "seed=1", output_dir=tmp_path / "b")
     second_cfg.paths.log_dir = str(tmp_path / "a" / "logs")  # the same sweep's cache
@@ -188,8 +191,8 @@ def test_a_pipeline_trains_the_teacher_stage_with_its_own_net(fast_cfg):
         (["method.ce_weight=-1"], r"method.ce_weight=-1 must be >= 0"),
         (["method.cache_teacher_logits=true"], r"needs method.teacher_input=clean"),
         (
-            ["method.teacher_input=clean", "+method/distill_loss@method.losses.hint=fitnets"],
-            r"method.teacher_input=clean .* method.losses \['hint'\] read more of the teacher",
+            ["method.teacher_input=clean", "+method/distill_loss@method.losses.at=at"],
+            r"method.teacher_input=clean keeps .* method.losses \['at'\] read its feature maps",
         ),
         (["data.num_classes=3"], r"teacher .* has 4 classes but the student has 3"),
     ],
@@ -207,3 +210,32 @@ def test_bad_input_is_refused_in_one_line(fast_cfg, teacher_run, capsys, overrid
 def test_a_missing_teacher_checkpoint_is_a_clear_error(fast_cfg, tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint not found: method.teacher_ckpt="):
         build_student(student_cfg(fast_cfg, tmp_path / "no_teacher.ckpt"))
+
+
+@pytest.mark.parametrize("recipe", ["at", "sp", "pkt", "rkd", "dkd", "crd", "crd_kd", "fitnets"])
+def test_every_distillation_recipe_trains_with_its_weights(fast_cfg, teacher_run, recipe):
+    cfg = student_cfg(fast_cfg, teacher_run, f"distill={recipe}", "method.teacher_input=augmented")
+    final = train(cfg)["final"]
+    member = {"crd_kd": "crd", "fitnets": "fitnets"}.get(recipe, recipe)
+    weights = {name: node.lam for name, node in cfg.method.losses.items()}
+    expected = cfg.method.ce_weight * final["train/ce"] + sum(
+        w * final[f"train/{n}"] for n, w in weights.items()
+    )
+    assert final[f"train/{member}"] > 0 and final["train/loss"] == pytest.approx(expected, rel=1e-4)
+
+
+class MemoryAtStart(Callback):
+    def on_train_start(self, trainer, module):
+        self.memory = module.losses["crd"].memory_student.clone()
+
+
+def test_crd_memory_is_restored_on_resume(fast_cfg, teacher_run, tmp_path):
+    first = train(student_cfg(fast_cfg, teacher_run, "distill=crd", output_dir=tmp_path / "run"))
+    saved = torch.load(first["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
+    assert saved["losses.crd.memory_student"].shape == (116, 128)
+    probe = MemoryAtStart()
+    resume = [f"ckpt_path={first['best']['last_ckpt_path']}", "trainer.max_epochs=2"]
+    train(
+        student_cfg(fast_cfg, teacher_run, "distill=crd", *resume, output_dir=tmp_path / "resumed"), [probe]
+    )
+    assert torch.equal(probe.memory, saved["losses.crd.memory_student"])

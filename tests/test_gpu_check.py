@@ -65,3 +65,14 @@ def test_a_failing_part_is_recorded_and_the_others_still_run(monkeypatch):
     check.run_part("broken", lambda: 1 / 0, results)
     check.run_part("fine", lambda: {"value": 1.0}, results)
     assert results["broken"]["error"].startswith("ZeroDivisionError") and results["fine"]["value"] == 1.0
+
+
+@pytest.mark.slow  # eleven short trainings; CI runs it (.ci/run)
+def test_the_dry_run_times_an_epoch_of_every_distillation_recipe(tmp_path: Path, monkeypatch):
+    check = load_script("gpu_check", monkeypatch)
+    part = check.main(["--dry-run", "--parts", "distill", "--out", str(tmp_path)])["distill"]
+    assert "error" not in part, part.get("traceback")
+    seconds = part["epoch_seconds"]
+    assert set(seconds) == {"teacher", *check.DISTILL_RECIPES} and all(s > 0 for s in seconds.values())
+    hours = part["hours_240_epochs_teacher_then_student"]
+    assert hours["crd"] == pytest.approx(round(240 * (seconds["teacher"] + seconds["crd"]) / 3600, 2))

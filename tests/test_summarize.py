@@ -95,3 +95,16 @@ def test_a_fine_tuning_arm_without_a_source_is_marked(tmp_path: Path):
         "| finetune | 1 | 0 | 0.5000 ± — | — | 0.5000 | no source: trained from scratch |" in result["table"]
     )
     assert "| supervised | 1 | 0 | 0.6000 ± — | — | 0.6000 |  |" in result["table"]
+
+
+def test_a_distillation_sweep_finds_the_student_alone_as_its_control(tmp_path: Path):
+    number = 0
+    for recipe, accs in {"none": [0.60, 0.62, 0.64], "kd": [0.65, 0.61, 0.70], "crd": [0.66, 0.66, 0.66]}.items():
+        for seed, acc in enumerate(accs):
+            fake_job(tmp_path, number, [f"distill={recipe}", f"seed={seed}"], acc)
+            number += 1
+    result = summarize([tmp_path])
+    assert result["control"] == ("distill", "none")
+    rows = {r["distill"]: r for r in result["rows"]}
+    assert rows["kd"]["gain"] == pytest.approx((0.05 - 0.01 + 0.06) / 3) and rows["kd"]["ahead"] == 2
+    assert rows["crd"]["gain"] == pytest.approx((0.06 + 0.04 + 0.02) / 3) and rows["crd"]["ahead"] == 3

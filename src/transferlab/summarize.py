@@ -4,7 +4,7 @@ Reads each job's ``.hydra/overrides.yaml`` and ``metrics.json`` and writes, into
 directory (or ``--out``): ``summary.csv`` (one row per job, failed ones included: the swept keys
 first, then the metrics, the constant overrides last), ``summary.md`` (per combination of swept
 values: n, mean ± std, each seed's value, a 95% t-interval where n ≥ 3, and where the sweep holds
-its own control — λ = 0, source only — each arm's gain over it, paired by seed) and, for
+its own control — λ = 0, source only, ``distill=none`` — each arm's gain over it, paired by seed) and, for
 every swept parameter, a PNG of the metric against it with every seed's point. A sweep of
 domain-adaptation runs also gets its model-selection report (``utils/selection.py``): each
 validator's pick among every configuration × validated epoch, per seed, its regret against the
@@ -33,7 +33,7 @@ from transferlab.utils.stats import mean_std_ci, paired_gain
 
 _REPLICATES = {"seed"}
 _CONTROL_WEIGHTS = ("lam",)  # a transfer term's weight λ: 0 switches it off
-_CONTROL_METHODS = {"source_only"}  # method=<name>: an arm with no transfer term
+_CONTROL_CHOICES = {"method": "source_only", "distill": "none"}  # group=<option>: no transfer term
 
 
 def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -67,13 +67,14 @@ def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def is_control(key: str, value: str) -> bool:
-    """An override that switches the transfer off: a weight of 0, or a method without transfer."""
+    """An override that switches the transfer off: a weight of 0, ``method=source_only`` or
+    ``distill=none``."""
     if key.rsplit(".", 1)[-1] in _CONTROL_WEIGHTS:
         try:
             return float(value) == 0.0
         except ValueError:
             return False
-    return key == "method" and value in _CONTROL_METHODS
+    return _CONTROL_CHOICES.get(key) == value
 
 
 def control_key(keys: list[str], jobs: list[dict[str, Any]], control: str | None) -> tuple[str, str] | None:

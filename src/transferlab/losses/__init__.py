@@ -8,10 +8,16 @@ from transferlab.losses.alignment import (
     MultipleKernelMMD,
 )
 from transferlab.losses.distillation import (
+    AttentionTransfer,
+    ContrastiveRepresentationDistillation,
+    DecoupledKD,
     DistillationInputs,
     DistillationLoss,
     HintLoss,
     KDLoss,
+    ProbabilisticKnowledgeTransfer,
+    RelationalKD,
+    SimilarityPreserving,
     kd_divergence,
 )
 from transferlab.losses.domain import GradientReversal, reversal_warmup, reverse_gradient
@@ -30,9 +36,12 @@ from transferlab.losses.slot import SetupContext, SlotMember
 __all__ = [
     "L2",
     "L2SP",
+    "AttentionTransfer",
     "BatchSpectralShrinkage",
     "CORALLoss",
     "ConditionalDomainAdversarialLoss",
+    "ContrastiveRepresentationDistillation",
+    "DecoupledKD",
     "DistillationInputs",
     "DistillationLoss",
     "DomainAdversarialLoss",
@@ -44,9 +53,12 @@ __all__ = [
     "MultipleKernelMMD",
     "NoRegularizer",
     "ParameterRegularizer",
+    "ProbabilisticKnowledgeTransfer",
     "Regularizer",
     "RegularizerInputs",
+    "RelationalKD",
     "SetupContext",
+    "SimilarityPreserving",
     "SlotMember",
     "kd_divergence",
     "reversal_warmup",

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from transferlab.losses.distillation import DistillationInputs, DistillationLoss
-from transferlab.losses.slot import FEATURE_MAPS, INDICES, LOGITS
+from transferlab.losses.slot import FEATURE_MAPS, FEATURES, INDICES
 from transferlab.methods.base import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, build_net, capture, check_layers
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.errors import CheckpointError, ConfigError
-from transferlab.utils.run_files import write_tensor_atomic
+from transferlab.utils.run_files import write_atomic
 
 
 class DistillModule(SupervisedModule):
@@ -35,11 +35,13 @@ class DistillModule(SupervisedModule):
         losses: the distillation losses by name; each reads what its ``needs`` declare.
         ce_weight: γ ≥ 0, the weight of the cross-entropy on the labels.
         teacher_input: ``augmented`` (the teacher sees the student's augmented batch, computed
-            live) or ``clean`` (the un-augmented image: its logits are computed once per run;
-            only for losses that read the teacher's logits).
-        cache_teacher_logits: keep the clean-input logits on disk under ``cache_dir``, keyed by
-            the teacher's sha256 and the training images, so sweep jobs share them. Only valid
-            with ``teacher_input=clean``: augmented inputs change every epoch.
+            live) or ``clean`` (the un-augmented image: its logits and pooled features are
+            computed once per run; refused for losses that read its feature maps, which would be
+            those of augmented images and too large to keep).
+        cache_teacher_logits: keep the clean-input logits (and pooled features, where a loss
+            reads them) on disk under ``cache_dir``, keyed by the teacher's sha256, the training
+            images and what is kept, so sweep jobs share them. Only valid with
+            ``teacher_input=clean``: augmented inputs change every epoch.
     """
 
     def __init__(
@@ -70,12 +72,12 @@ class DistillModule(SupervisedModule):
             )
         self.losses = nn.ModuleDict(losses or {})
         self.needs = frozenset().union(*(member.needs for member in self.losses.values()))
-        if teacher_input == "clean" and self.needs - {LOGITS, INDICES}:
-            readers = [name for name, m in self.losses.items() if m.needs - {LOGITS, INDICES}]
+        if teacher_input == "clean" and FEATURE_MAPS in self.needs:
+            readers = [name for name, m in self.losses.items() if FEATURE_MAPS in m.needs]
             raise ConfigError(
-                f"method.teacher_input=clean computes the teacher's logits once, on un-augmented "
-                f"images; method.losses {readers} read more of the teacher (features, feature maps) "
-                f"on the augmented batch: use method.teacher_input=augmented"
+                f"method.teacher_input=clean keeps the teacher's logits and pooled features of the "
+                f"un-augmented images; method.losses {readers} read its feature maps, which are "
+                f"neither: use method.teacher_input=augmented"
             )
         teacher = open_checkpoint(teacher_ckpt, "method.teacher_ckpt")
         if teacher.contract.num_classes != self.net.num_classes:
@@ -97,14 +99,17 @@ class DistillModule(SupervisedModule):
         self.teacher_input = teacher_input
         self.cache_teacher_logits = cache_teacher_logits
         self.cache_dir = cache_dir
-        self.clean_teacher_logits: torch.Tensor | None = None
+        self.clean_teacher: dict[str, torch.Tensor] = {}  # teacher_input=clean: logits, features
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if self.teacher_input == "clean" or INDICES in self.needs:
             self.trainer.datamodule.with_positions()
-        for member in self.losses.values():
-            member.setup(self.setup_context(stage, self.teacher))
+        for name, member in self.losses.items():
+            try:
+                member.setup(self.setup_context(stage, self.teacher))
+            except ValueError as err:  # a setting the data cannot satisfy: name the key
+                raise ConfigError(f"method.losses.{name}: {err}") from None
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         groups = super().parameter_groups()
@@ -133,9 +138,11 @@ class DistillModule(SupervisedModule):
             student_features=features,
             student_maps=student_maps,
             indices=positions,
+            epoch=self.current_epoch if self._trainer is not None else 0,
         )
         if self.teacher_input == "clean":
-            inputs.teacher_logits = self.clean_logits(positions, images.device)
+            kept = self.clean_outputs(positions, images.device)
+            inputs.teacher_logits, inputs.teacher_features = kept["logits"], kept.get("features")
         else:
             with capture(self.teacher.module.backbone, teacher_layers) as teacher_maps:
                 inputs.teacher_features = self.teacher.features(images)
@@ -159,28 +166,39 @@ class DistillModule(SupervisedModule):
         self.log(f"{route.prefix}teacher_acc", correct, batch_size=labels.shape[0], sync_dist=True)
         return logits, labels, route
 
-    # --- clean-input teacher logits: computed once, optionally shared on disk ---------------------
-    def clean_logits(self, positions: torch.Tensor | None, device: torch.device) -> torch.Tensor:
-        assert self.clean_teacher_logits is not None and positions is not None
-        return self.clean_teacher_logits[positions.to(self.clean_teacher_logits.device)].to(device)
+    # --- clean-input teacher outputs: computed once, optionally shared on disk -------------------
+    def clean_outputs(self, positions: torch.Tensor | None, device: torch.device) -> dict[str, torch.Tensor]:
+        """The teacher's kept outputs (logits; pooled features where a loss reads them) of the
+        batch's images, looked up by their positions in the training split."""
+        assert self.clean_teacher and positions is not None
+        return {k: v[positions.to(v.device)].to(device) for k, v in self.clean_teacher.items()}
 
     def on_fit_start(self) -> None:
         if self.teacher_input != "clean":
             return
         datamodule = self.trainer.datamodule
+        kept = ("logits", "features") if FEATURES in self.needs else ("logits",)
         cache_file = None
         if self.cache_teacher_logits and self.cache_dir:
-            key = f"{self.teacher_sha256[:16]}-{datamodule.train_fingerprint()}"
+            key = f"{self.teacher_sha256[:16]}-{datamodule.train_fingerprint()}-{'-'.join(kept)}"
             cache_file = Path(self.cache_dir) / "teacher_logits" / f"{key}.pt"
         if cache_file is not None and cache_file.is_file():
-            logits = torch.load(cache_file, map_location="cpu", weights_only=True)
+            outputs = torch.load(cache_file, map_location="cpu", weights_only=True)
         else:
-            logits = self.compute_clean_logits(datamodule.clean_train_dataset())
+            outputs = self.compute_clean_outputs(datamodule.clean_train_dataset(), kept)
             if cache_file is not None and self.trainer.is_global_zero:
-                write_tensor_atomic(cache_file, logits)
-        self.clean_teacher_logits = logits.to(self.device)
+                write_atomic(cache_file, lambda tmp: torch.save(outputs, tmp))
+        self.clean_teacher = {k: v.to(self.device) for k, v in outputs.items()}
 
     @torch.no_grad()
-    def compute_clean_logits(self, dataset: torch.utils.data.Dataset, batch_size: int = 512) -> torch.Tensor:
+    def compute_clean_outputs(
+        self, dataset: torch.utils.data.Dataset, kept: tuple[str, ...] = ("logits",), batch_size: int = 512
+    ) -> dict[str, torch.Tensor]:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        return torch.cat([self.teacher(images.to(self.device)).float().cpu() for images, *_ in loader])
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in kept}
+        for images, *_ in loader:
+            features = self.teacher.features(images.to(self.device))
+            outputs = {"features": features, "logits": self.teacher.module.head(features)}
+            for k in kept:
+                parts[k].append(outputs[k].float().cpu())
+        return {k: torch.cat(v) for k, v in parts.items()}

@@ -101,10 +101,6 @@ def training_progress(trainer: Trainer, last_ckpt_path: str | None) -> dict[str,
     return {"epochs": trainer.current_epoch, "global_step": trainer.global_step}
 
 
-def write_tensor_atomic(path: str | Path, tensor: torch.Tensor) -> None:
-    write_atomic(path, lambda tmp: torch.save(tensor, tmp))
-
-
 # --- run status: what a relaunched sweep reads to skip, resume or retry a job ------------------
 DONE_FILE = "metrics.json"  # written last, only by a finished run: the done marker
 FAILED_FILE = "failed.json"
