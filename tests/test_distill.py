@@ -239,3 +239,18 @@ def test_crd_memory_is_restored_on_resume(fast_cfg, teacher_run, tmp_path):
         student_cfg(fast_cfg, teacher_run, "distill=crd", *resume, output_dir=tmp_path / "resumed"), [probe]
     )
     assert torch.equal(probe.memory, saved["losses.crd.memory_student"])
+
+
+@pytest.mark.slow  # twenty short trainings; CI runs it (.ci/run)
+def test_the_distillation_benchmark_times_every_recipe_against_kd(tmp_path, monkeypatch):
+    """scripts/bench_distill.py at a tiny size, so it cannot rot (the measurement is its job)."""
+    from conftest import load_script
+
+    bench = load_script("bench_distill", monkeypatch)
+    tiny = ["data=synthetic", "data.image_size=16", "net=resnet8"]
+    teacher = tmp_path / "teacher"
+    train(compose_config([*FAST, "trainer.max_epochs=1"], teacher))
+    args = ["--experiment", "none", "--epochs", "2", "--limit-batches", "2", "--repeats", "1"]
+    report = bench.main([*args, "--out", str(tmp_path), *tiny, f"method.teacher_ckpt={teacher}"])
+    assert set(report["ratio_to_kd"]) == set(bench.RECIPES) and report["ratio_to_kd"]["kd"] == 1.0
+    assert all(rate > 0 for rate in report["images_per_s"].values())

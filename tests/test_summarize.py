@@ -99,7 +99,11 @@ def test_a_fine_tuning_arm_without_a_source_is_marked(tmp_path: Path):
 
 def test_a_distillation_sweep_finds_the_student_alone_as_its_control(tmp_path: Path):
     number = 0
-    for recipe, accs in {"none": [0.60, 0.62, 0.64], "kd": [0.65, 0.61, 0.70], "crd": [0.66, 0.66, 0.66]}.items():
+    for recipe, accs in {
+        "none": [0.60, 0.62, 0.64],
+        "kd": [0.65, 0.61, 0.70],
+        "crd": [0.66, 0.66, 0.66],
+    }.items():
         for seed, acc in enumerate(accs):
             fake_job(tmp_path, number, [f"distill={recipe}", f"seed={seed}"], acc)
             number += 1
