@@ -42,7 +42,9 @@ COMMANDS = commands()
 
 def overrides_of(arguments: list[str]) -> list[str]:
     """The command's overrides with a sweep reduced to its first value and placeholders filled."""
-    args = [PLACEHOLDER.sub("placeholder", a) for a in arguments if not a.startswith("-")]  # flags: -m, --help
+    args = [
+        PLACEHOLDER.sub("placeholder", a) for a in arguments if not a.startswith("-")
+    ]  # flags: -m, --help
     parser = OverridesParser.create()
     conf_dir = ROOT / "conf"
     out = []

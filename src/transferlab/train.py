@@ -39,7 +39,7 @@ from transferlab.utils.entry import (
     user_errors,
 )
 from transferlab.utils.errors import ConfigError
-from transferlab.utils.hparams import log_final_hparams
+from transferlab.utils.hparams import close_loggers, log_final_hparams
 from transferlab.utils.log import log
 from transferlab.utils.resume import AtomicCheckpointIO, RNGStateCallback, claim_output_dir, resume_from
 from transferlab.utils.run_files import (
@@ -217,6 +217,7 @@ def record(output_dir: Path, flat: dict[str, Any], run: Run, summary: dict[str, 
     if not run.trainer.is_global_zero:
         return
     log_final_hparams(run.loggers, flat, metrics, best, summary["global_step"])
+    close_loggers(run.loggers)
     if best.get("ckpt_path"):
         write_manifest(best["ckpt_path"], run.contract, metrics)
     write_json_atomic(output_dir / "metrics.json", summary)

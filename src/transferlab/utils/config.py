@@ -103,6 +103,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("fixed_overrides", fixed_overrides, use_cache=True)
     if not OmegaConf.has_resolver("job_name"):
         OmegaConf.register_new_resolver("job_name", job_name)
+    if not OmegaConf.has_resolver("basename"):
+        OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
     if not OmegaConf.has_resolver("selection_metric"):
         from transferlab.utils.selection import selection_metric
 

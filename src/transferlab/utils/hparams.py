@@ -62,13 +62,18 @@ def log_final_hparams(
     loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, Any], best: dict[str, Any], step: int
 ) -> None:
     """Write the run's HParams session (its config) and headline metrics for every TensorBoard
-    logger of the run."""
+    logger of the run; the other loggers (MLflow, W&B), which hold the config as the run's
+    parameters already, get the headline metrics (``val/acc_best`` among them) at the last step."""
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
     values = headline_metrics(metrics, best)
     for logger in loggers:
-        if not isinstance(logger, TensorBoardLogger) or not values:
+        if not values:
+            continue
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_metrics(values, step=step)
+            logger.save()
             continue
         writer = SummaryWriter(log_dir=str(Path(logger.log_dir) / HPARAMS_RUN))
         plain = {k: hparam_value(v) for k, v in hparams.items()}
@@ -80,3 +85,13 @@ def log_final_hparams(
         for tag, value in values.items():
             writer.add_scalar(tag, value, step)
         writer.close()
+
+
+def close_loggers(loggers: list[Logger]) -> None:
+    """End the run of a logger that keeps one open per process (W&B): the next job of a sweep
+    running in the same process (the local launcher) starts its own instead of writing into it."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
