@@ -55,9 +55,15 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def load_splits(self) -> dict[str, RawSplit]:
         if not self.root.is_dir():
+            builds = (
+                f", or build the offline subsets there with "
+                f"`python -m transferlab.data.prepare --out {self.root.parent}`"
+                if self.root.name in ("cifar10", "mnist", "usps")
+                else ""
+            )
             raise DataError(
                 f"ImageFolder root '{self.root}' does not exist; set data.root to a folder laid "
-                f"out as <root>/<split>/<class>/<image>"
+                f"out as <root>/<split>/<class>/<image>{builds}"
             )
         raw = {}
         for split, folder in self.split_dirs.items():
