@@ -29,7 +29,7 @@ from transferlab.train import train
 from transferlab.utils.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["source_only", "dann", "cdan", "cdan_e", "dan", "dan_linear", "coral"]
+METHODS = ["source_only", "dann", "cdan", "cdan_e", "dan", "dan_linear", "coral", "jan", "mcc", "mdd"]
 
 
 def method_overrides(method: str) -> list[str]:

@@ -66,14 +66,16 @@ PAIR = [
     "+trainer.limit_val_batches=2",
     "method.optimizer.lr=0.05",
 ]
-ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral"]
+ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral", "jan", "mcc", "mdd"]
 DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]
 
 
 def deterministic_discriminator(method: str) -> list[str]:
     """Adversarial methods: no dropout in d, and c = 1 from the first step (no warm-up)."""
-    if method not in ("dann", "cdan", "cdan_e"):
+    if method not in ("dann", "cdan", "cdan_e", "mdd"):
         return []
+    if method == "mdd":
+        return ["method.head_dropout=0", "method.schedule=fixed"]
     return ["method.discriminator_dropout=0", "method.schedule=fixed"]
 
 

@@ -46,6 +46,16 @@ def test_cnn_is_the_articles_layout():
         nets.cnn(num_classes=10, input_size=30)
 
 
+def test_lenet_is_the_cdan_digits_net_with_its_parameter_count():
+    net = nets.lenet(num_classes=10, in_channels=1, input_size=28).eval()
+    # thuml/CDAN's LeNet: 20·25+20, 50·20·25+50, 800·500+500 and the 500·10+10 classifier
+    assert sum(p.numel() for p in net.parameters()) == 520 + 25_050 + 400_500 + 5_010
+    x = torch.randn(2, 1, 28, 28)
+    assert net.features(x).shape == (2, 500) and torch.allclose(net(x), net.head(net.features(x)))
+    with pytest.raises(ValueError, match="input_size=30 must leave whole maps"):
+        nets.lenet(num_classes=10, input_size=30)
+
+
 def test_reset_head_gives_a_fresh_head_and_keeps_the_backbone():
     net = nets.resnet20(num_classes=10)
     backbone_before = {k: v.clone() for k, v in net.backbone.state_dict().items()}

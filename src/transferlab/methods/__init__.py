@@ -12,6 +12,9 @@ from transferlab.methods.dan import DANModule
 from transferlab.methods.dann import DANNModule
 from transferlab.methods.distill import DistillModule
 from transferlab.methods.finetune import FinetuneModule
+from transferlab.methods.jan import JANModule
+from transferlab.methods.mcc import MCCModule
+from transferlab.methods.mdd import MDDModule
 from transferlab.methods.supervised import SupervisedModule
 
 __all__ = [
@@ -24,6 +27,9 @@ __all__ = [
     "DistillModule",
     "DomainAdaptationModule",
     "FinetuneModule",
+    "JANModule",
+    "MCCModule",
+    "MDDModule",
     "SourceOnlyModule",
     "SupervisedModule",
 ]

@@ -46,6 +46,8 @@ class DomainAdaptationModule(ClassificationModule):
             set by a pipeline's pretraining stage); None starts from scratch.
         validators: the validators by name, each logged as ``val/validator/<name>`` at every
             validation epoch (``select=<name>`` picks the checkpoint by one).
+        start_epoch: epochs of training on the labels alone before λ·A joins (the CDAN digits
+            protocol's 1); 0: from the first step.
     """
 
     #: whether the unlabelled target images go through the net (source-only training skips them)
@@ -56,6 +58,7 @@ class DomainAdaptationModule(ClassificationModule):
         *args: Any,
         lam: float = 1.0,
         labelled_target_weight: float = 1.0,
+        start_epoch: int = 0,
         source_ckpt: str | None = None,
         validators: dict[str, Validator] | None = None,
         **kwargs: Any,
@@ -70,7 +73,10 @@ class DomainAdaptationModule(ClassificationModule):
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 trains on the labels alone)")
         if labelled_target_weight < 0:
             raise ConfigError(f"method.labelled_target_weight={labelled_target_weight} must be >= 0")
+        if start_epoch < 0:
+            raise ConfigError(f"method.start_epoch={start_epoch} must be >= 0")
         self.lam = lam
+        self.start_epoch = start_epoch
         self.labelled_target_weight = labelled_target_weight
         self.criterion = nn.CrossEntropyLoss()
 
@@ -110,8 +116,13 @@ class DomainAdaptationModule(ClassificationModule):
             loss = loss + self.labelled_target_weight * terms["target_ce"]
         if self.uses_unlabelled_target:
             terms["alignment"] = self.alignment_loss(f["source"], f["target"], z["source"], z["target"])
-            loss = loss + self.lam * terms["alignment"]
+            loss = loss + self.alignment_weight() * terms["alignment"]
         return {"loss": loss, **terms}, z["source"], source_labels
+
+    def alignment_weight(self) -> float:
+        """λ, once ``start_epoch`` epochs of training on the labels alone are over; 0 before."""
+        started = self._trainer is None or self.current_epoch >= self.start_epoch
+        return self.lam if started else 0.0
 
     # --- validation: the validators' inputs, gathered per epoch -------------------------------
     def evaluation_forward(self, route: EvalRoute, images: torch.Tensor) -> torch.Tensor:
@@ -177,11 +188,21 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
     Args:
         gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), γ ≥ 0,
             or c = 1 from the first step (``fixed``).
+        warmup_steps: p = (steps since the alignment started) / ``warmup_steps``, capped at 1 (the
+            authors' CDAN code counts 10,000 iterations whatever the data's size); None: the
+            steps the run has left once the alignment starts.
     """
 
     domain_adversarial: nn.Module
 
-    def __init__(self, *args: Any, gamma: float = 10.0, schedule: str = "ganin", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        gamma: float = 10.0,
+        schedule: str = "ganin",
+        warmup_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if schedule not in ("ganin", "fixed"):
             raise ConfigError(f"method.schedule={schedule} must be 'ganin' or 'fixed'")
@@ -190,12 +211,19 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
                 f"method.gamma={gamma} must be >= 0: a negative γ makes c(p) negative, so the features "
                 f"would help the discriminator instead of fooling it (Ganin's γ is 10)"
             )
-        self.gamma, self.schedule = gamma, schedule
+        if warmup_steps is not None and warmup_steps < 1:
+            raise ConfigError(f"method.warmup_steps={warmup_steps} must be >= 1 (or null: the whole run)")
+        self.gamma, self.schedule, self.warmup_steps = gamma, schedule, warmup_steps
 
     def progress(self) -> float:
-        """p in [0, 1], from the global step: right after a resume and on every DDP rank."""
+        """p in [0, 1], from the global step (right after a resume and on every DDP rank), counted
+        from the step the alignment starts (``start_epoch``) over ``warmup_steps``."""
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        return min(self.global_step / total, 1.0)
+        before = (
+            min(self.start_epoch * int(self.trainer.num_training_batches), total) if self.start_epoch else 0
+        )
+        span = self.warmup_steps or max(total - before, 1)
+        return min(max(self.global_step - before, 0) / span, 1.0)
 
     def reversal_coefficient(self) -> float:
         """c, the gradient-reversal coefficient at this step."""

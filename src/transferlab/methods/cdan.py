@@ -20,6 +20,8 @@ from transferlab.nets.discriminator import domain_discriminator
 class CDANModule(AdversarialAdaptationModule):
     """Args:
     entropy_conditioning: CDAN+E, weigh each sample by 1 + exp(−H(g)).
+    reverse_entropy_gradient: the authors' CDAN+E: a reversed gradient reaches the classifier
+        through the weights (default: the weights are detached, as in the reference library).
     randomized: use the randomized multilinear map of ``randomized_dim`` outputs; null picks it
         when K·D > 4096 (the authors' rule), so a 1024-d feature with 10 classes is randomized.
     discriminator_hidden, discriminator_layers, discriminator_dropout: the MLP d on T(f, g);
@@ -30,6 +32,7 @@ class CDANModule(AdversarialAdaptationModule):
         self,
         *args: Any,
         entropy_conditioning: bool = False,
+        reverse_entropy_gradient: bool = False,
         randomized: bool | None = None,
         randomized_dim: int = 1024,
         discriminator_hidden: int = 1024,
@@ -50,6 +53,7 @@ class CDANModule(AdversarialAdaptationModule):
             ),
             multilinear_map,
             entropy_conditioning,
+            reverse_entropy_gradient,
         )
 
     def adversarial_loss(

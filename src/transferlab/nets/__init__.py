@@ -2,6 +2,7 @@
 
 from transferlab.nets.base import Classifier
 from transferlab.nets.cnn import cnn
+from transferlab.nets.lenet import lenet
 from transferlab.nets.mlp import mlp
 from transferlab.nets.resnet import resnet8, resnet8x4, resnet18, resnet20, resnet32x4
 from transferlab.nets.torchvision_net import torchvision_net
@@ -10,6 +11,7 @@ from transferlab.nets.wrn import wrn_16_2, wrn_40_2
 __all__ = [
     "Classifier",
     "cnn",
+    "lenet",
     "mlp",
     "resnet8",
     "resnet8x4",
