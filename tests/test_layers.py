@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
-LAYER = {"utils": 0, "losses": 1, "validators": 1, "nets": 2, "data": 2, "methods": 3}
+LAYER = {"utils": 0, "losses": 1, "validators": 1, "transferability": 1, "nets": 2, "data": 2, "methods": 3}
 ENTRY = 4  # train, eval, demo, summarize, pipeline
 
 

@@ -8,7 +8,9 @@ its own control — λ = 0, source only, ``distill=none`` — each arm's gain ov
 every swept parameter, a PNG of the metric against it with every seed's point. A sweep of
 domain-adaptation runs also gets its model-selection report (``utils/selection.py``): each
 validator's pick among every configuration × validated epoch, per seed, its regret against the
-oracle and its rank correlation with the target's test accuracy.
+oracle and its rank correlation with the target's test accuracy. A sweep of fine-tuning runs over
+sources gets each transferability score against the measured outcomes
+(``transferability/outcomes.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from transferlab.transferability import outcomes
 from transferlab.utils import selection
 from transferlab.utils.run_files import FAILED_FILE, finished_run
 from transferlab.utils.stats import mean_std_ci, paired_gain
@@ -47,7 +50,12 @@ def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
             done = finished_run(job_dir)
             failed = job_dir / FAILED_FILE
             if done is not None:
-                record |= {"status": "done", "metrics": done["final"], "notes": done.get("notes", [])}
+                record |= {
+                    "status": "done",
+                    "metrics": done["final"],
+                    "notes": done.get("notes", []),
+                    "reports": done.get("reports", {}),
+                }
             elif failed.is_file():
                 record |= {
                     "status": "failed",
@@ -305,6 +313,9 @@ def summarize(
     picks = selection.candidates(jobs, keys)  # adaptation runs: what each validator would pick
     if picks:
         table += "\n" + selection.markdown(picks, keys, found)
+    scores = outcomes.table(jobs, keys, metric)  # a sweep over sources: the scores against it
+    if scores:
+        table += "\n" + outcomes.markdown(scores)
     (out_dir / "summary.md").write_text(table)
     title = " + ".join(d.name for d in sweep_dirs) + f": {metric}"
     plots = plot(rows, keys, metric, out_dir, title) if keys else []
@@ -316,6 +327,7 @@ def summarize(
         "plots": plots,
         "control": found,
         "selection": picks,
+        "transferability": scores,
     }
 
 

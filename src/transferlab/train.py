@@ -206,6 +206,7 @@ def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, 
         "validated": validated,
         "test_class_acc": model.class_accuracy,
         "notes": model.notes,
+        "reports": model.reports,
         **training_progress(trainer, best.get("last_ckpt_path")),
     }
 

@@ -19,7 +19,7 @@ def class_mapping(available: Sequence[str], wanted: Sequence[str] | None) -> lis
     """
     if wanted is None:
         return list(range(len(available)))
-    wanted = list(wanted)
+    wanted = [str(name) for name in wanted]  # data.classes=[0,1] on a command line: the names "0", "1"
     if not wanted:
         raise DataError("data.classes is empty; list at least one class name or set it to null")
     duplicates = sorted({name for name in wanted if wanted.count(name) > 1})

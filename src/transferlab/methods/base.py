@@ -31,6 +31,7 @@ from transferlab.utils.schedule import planned_state, replan
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+REPORTS_KEY = "transferlab_reports"  # where a checkpoint keeps the run's reports
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -74,6 +75,8 @@ class ClassificationModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.class_accuracy: dict[str, float] = {}  # filled at test time
         self.notes: list[str] = []  # what a reader of the run's results must know (metrics.json)
+        # what the run measured besides its metrics (metrics.json "reports"; kept in checkpoints)
+        self.reports: dict[str, Any] = {}
         self.channels_last = False  # use_channels_last() turns it on
         self.nonfinite = NonFiniteWatch()  # on_train_start sets how often it is read
 
@@ -262,6 +265,10 @@ class ClassificationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite.check(self.current_epoch)  # never write weights stepped on a NaN loss
         checkpoint[CHECKPOINT_KEY] = self.contract.to_dict()
+        checkpoint[REPORTS_KEY] = self.reports
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.reports = dict(checkpoint.get(REPORTS_KEY) or {})  # a resumed run keeps what it measured
 
     # --- what a family gives its slot members ---------------------------------------------------
     def setup_context(self, stage: str, reference: nn.Module | None) -> SetupContext:
