@@ -58,6 +58,18 @@ CASES = [
     ),
     ("negative-lambda", "train", ["method=finetune", "method.lam=-0.5"], "method.lam=-0.5 must be >= 0"),
     (
+        "unknown-corruption",
+        "train",
+        ["data=cifar10_c", "data.clean_root={tree}", "data.corruption=foggy"],
+        "data.corruption='foggy' is not a CIFAR-10-C corruption; use one of: gaussian_noise, shot_noise,",
+    ),
+    (
+        "severity-out-of-range",
+        "train",
+        ["data=cifar10_c", "data.clean_root={tree}", "data.severity=6"],
+        "data.severity=6 is not a severity of CIFAR-10-C; use an integer from 1 to 5",
+    ),
+    (
         "typo-key",
         "train",
         ["method=finetune", "method.lamda=0.1"],

@@ -3,7 +3,8 @@
 The net and the data come from the checkpoint's run contract; ``data=...`` overrides the data
 (for example to evaluate on a local copy), as long as the classes match. The data's own test
 routes are followed: a domain pair is tested on its target (``test/…``) and its source
-(``test/source_…``).
+(``test/source_…``). ``tta=bn|tent|shot_im`` adapts the model to the test stream as it reads it
+(``methods/test_time.py``; the stream shuffled with ``seed`` unless ``stream=sorted``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from transferlab.methods.base import ClassificationModule
 from transferlab.nets.reference import build_net
@@ -36,6 +39,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     contract = checkpoint.contract
     net = build_net(checkpoint)
 
+    module = hydra.utils.instantiate(cfg.tta)(net, contract=contract) if cfg.get("tta") else None
+    if cfg.get("stream", "shuffled") not in ("shuffled", "sorted"):
+        raise ConfigError(f"stream={cfg.stream!r}; use stream=shuffled or stream=sorted")
     data_cfg = cfg.data if cfg.get("data") else OmegaConf.create(contract.data)
     datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.prepare_data()
@@ -46,14 +52,44 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{datamodule.class_names}; pick data (and data.classes) that match"
         )
 
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
-    trainer.test(ClassificationModule(net, contract=contract), datamodule=datamodule, verbose=False)
+    if module is None or module.adaptation == "none":  # the data's own test routes
+        trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
+        trainer.test(
+            module or ClassificationModule(net, contract=contract), datamodule=datamodule, verbose=False
+        )
+    else:  # one test stream, read once, in the order that `stream` sets
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, logger=False, inference_mode=not module.needs_gradients
+        )
+        trainer.test(module, dataloaders=test_stream(datamodule, cfg, module.batch_size), verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
+    if module is not None and module.adaptation != "none":
+        summary["tta"] = {"adaptation": module.adaptation, "episodic": module.episodic, "stream": cfg.stream}
     if trainer.is_global_zero:
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)
         log.info("test metrics: %s", metrics)
     return summary
+
+
+def test_stream(datamodule: Any, cfg: DictConfig, batch_size: int) -> DataLoader:
+    """The test images as test-time adaptation reads them: shuffled with ``cfg.seed`` (image
+    folders are stored class by class, and a class-sorted stream breaks batch statistics) or, with
+    ``stream=sorted``, in the files' order."""
+    datasets = getattr(datamodule, "datasets", {})
+    if "test" not in datasets:
+        raise ConfigError(
+            "test-time adaptation reads one test stream; evaluate on single-domain data "
+            "(e.g. data=cifar10_c), not a domain pair"
+        )
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    return DataLoader(
+        datasets["test"],
+        batch_size=batch_size,
+        shuffle=cfg.stream == "shuffled",
+        generator=generator,
+        num_workers=getattr(datamodule, "num_workers", 0),
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")

@@ -2,6 +2,7 @@
 
 from transferlab.data.base import ClassificationDataModule, EvalRoute, RawSplit
 from transferlab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
+from transferlab.data.cifar10_c import CIFAR10CDataModule
 from transferlab.data.digit_datasets import BlendedDigitsDataModule, MNISTDataModule, USPSDataModule
 from transferlab.data.digits import DigitsDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
@@ -12,6 +13,7 @@ from transferlab.data.torchvision_data import TorchvisionDataModule
 
 __all__ = [
     "BlendedDigitsDataModule",
+    "CIFAR10CDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassificationDataModule",

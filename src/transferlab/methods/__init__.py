@@ -16,6 +16,7 @@ from transferlab.methods.jan import JANModule
 from transferlab.methods.mcc import MCCModule
 from transferlab.methods.mdd import MDDModule
 from transferlab.methods.supervised import SupervisedModule
+from transferlab.methods.test_time import TestTimeModule
 
 __all__ = [
     "AdversarialAdaptationModule",
@@ -32,4 +33,5 @@ __all__ = [
     "MDDModule",
     "SourceOnlyModule",
     "SupervisedModule",
+    "TestTimeModule",
 ]

@@ -1,0 +1,321 @@
+"""CIFAR-10-C built offline and test-time adaptation: the corruptions, the cached tree, BN, TENT
+and SHOT-IM against their definitions, and the command line."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import compose_config, write_image_tree
+from transferlab.data.cifar10_c import build_corrupted_tree, image_seed
+from transferlab.data.corruptions import CORRUPTIONS, FAMILIES, corrupt
+from transferlab.losses.test_time import EntropyMinimization, InformationMaximization, prediction_entropy
+from transferlab.methods.test_time import TestTimeModule, batchnorm_layers
+from transferlab.nets.resnet import resnet8
+from transferlab.train import train
+from transferlab.utils.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["logger=none", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
+
+
+def natural_images(n: int = 6) -> list[np.ndarray]:
+    """Colour images with smooth regions, an edge and texture: what the corruptions act on."""
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(n):
+        coarse = rng.uniform(30, 220, (4, 4, 3)).astype(np.uint8)
+        image = np.asarray(Image.fromarray(coarse).resize((32, 32), Image.BICUBIC)).astype(float)
+        image[8:20, 10:22] = rng.uniform(30, 220, 3)  # an object with edges
+        image += rng.normal(0, 15, image.shape)  # and texture
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images
+
+
+def distance(corruption: str, severity: int, images: list[np.ndarray]) -> float:
+    return float(
+        np.mean(
+            [
+                np.abs(corrupt(x, corruption, severity, i).astype(float) - x).mean()
+                for i, x in enumerate(images)
+            ]
+        )
+    )
+
+
+def test_the_15_corruptions_in_their_four_families():
+    assert len(CORRUPTIONS) == 15
+    assert sorted(c for family in FAMILIES.values() for c in family) == sorted(CORRUPTIONS)
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_corruption_is_deterministic_keeps_shape_and_dtype_and_changes_the_image(corruption):
+    image = natural_images(1)[0]
+    a, b = corrupt(image, corruption, 3, seed=7), corrupt(image, corruption, 3, seed=7)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, image)
+    state = np.random.get_state()[1].copy()
+    corrupt(image, corruption, 5, seed=1)
+    assert np.array_equal(np.random.get_state()[1], state)  # the global generator is left as it was
+
+
+# the authors' parameters do not grow in every step for these three: glass blur's sigma falls
+# from severity 3 to 4 as its iterations double, frost's image weight rises as the picture's
+# falls, and elastic_transform's affine part shrinks from 8% to 3% of the image while its elastic
+# part grows, so its pixel distance falls with severity (as in the released CIFAR-10-C)
+NOT_MONOTONE = {"glass_blur", "frost", "elastic_transform"}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_the_distance_from_the_clean_image_grows_with_severity(corruption):
+    images = natural_images()
+    distances = [distance(corruption, s, images) for s in (1, 2, 3, 4, 5)]
+    if corruption == "elastic_transform":
+        assert distances[0] > distances[4] > 0
+    elif corruption in NOT_MONOTONE:
+        assert distances[4] > distances[0] > 0
+    else:
+        # motion blur's severities 3 and 4 differ in the kernel's length only, past its 2σ tail
+        assert all(b > a - 0.05 for a, b in itertools.pairwise(distances)), distances
+        assert distances[4] > distances[2] > distances[0], distances
+
+
+def test_the_corrupted_tree_is_built_once_with_its_manifest_and_each_image_is_its_seeded_corruption(tmp_path):
+    clean = write_image_tree(tmp_path / "cifar10", {"cat": 3, "dog": 2}, size=32)
+    out = build_corrupted_tree(clean, tmp_path / "cache", "fog", 4)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["corruption"] == "fog" and manifest["severity"] == 4 and manifest["images"] == 10
+    files = sorted(out.rglob("*.png"))
+    assert len(files) == 10
+    relative = Path("train/dog/0001.png")
+    clean_pixels = np.asarray(Image.open(clean / relative).convert("RGB"))
+    expected = corrupt(clean_pixels, "fog", 4, image_seed("fog", 4, relative))
+    assert np.array_equal(np.asarray(Image.open(out / relative)), expected)
+    stamp = (out / relative).stat().st_mtime_ns
+    assert build_corrupted_tree(clean, tmp_path / "cache", "fog", 4) == out  # reused, not rebuilt
+    assert (out / relative).stat().st_mtime_ns == stamp
+    other = build_corrupted_tree(clean, tmp_path / "cache", "fog", 5)
+    assert other != out and not list(tmp_path.glob("cache/*.partial-*"))
+
+
+def test_prediction_entropy_and_the_tta_objectives_against_their_formulas():
+    logits = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    p = logits.softmax(1)
+    assert torch.allclose(prediction_entropy(logits), -(p * p.log()).sum(1))
+    assert torch.allclose(EntropyMinimization()(logits), -(p * p.log()).sum(1).mean())
+    eps = 1e-5
+    mean = p.mean(0)
+    expected = -(p * (p + eps).log()).sum(1).mean() + (mean * (mean + eps).log()).sum()
+    assert torch.allclose(InformationMaximization()(logits), expected)
+    assert torch.autograd.gradcheck(lambda x: EntropyMinimization()(x), (logits,))
+    assert torch.autograd.gradcheck(lambda x: InformationMaximization()(x), (logits,))
+    uniform = torch.zeros(3, 5, dtype=torch.float64)
+    assert EntropyMinimization()(uniform).item() == pytest.approx(np.log(5))
+
+
+def tta_module(adaptation: str, net: torch.nn.Module | None = None, **kwargs) -> TestTimeModule:
+    torch.manual_seed(0)
+    net = net or resnet8(num_classes=3)
+    optimizer = None
+    if adaptation == "tent":
+        optimizer = lambda params: torch.optim.Adam(params, lr=1e-3)  # noqa: E731
+    elif adaptation == "shot_im":
+        optimizer = lambda params: torch.optim.SGD(params, lr=1e-2)  # noqa: E731
+    module = TestTimeModule(net, adaptation=adaptation, optimizer=optimizer, **kwargs)
+    module.eval()
+    module.on_test_start()
+    return module
+
+
+def first_batchnorm_io(module: TestTimeModule, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    seen = {}
+    layer = batchnorm_layers(module.net)[0]
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(input=i[0].clone(), output=o.clone()))
+    module.evaluation_forward(None, images)
+    handle.remove()
+    return seen["input"], seen["output"]
+
+
+def test_bn_adaptation_normalises_with_the_batch_statistics_computed_by_hand():
+    module = tta_module("bn")
+    images = torch.randn(16, 3, 16, 16) * 2 + 1
+    x, y = first_batchnorm_io(module, images)
+    layer = batchnorm_layers(module.net)[0]
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + layer.eps) * layer.weight.view(1, -1, 1, 1) + layer.bias.view(
+        1, -1, 1, 1
+    )
+    assert torch.allclose(y, expected, atol=1e-5)
+    plain = tta_module("none")  # the source's running statistics instead
+    assert not torch.allclose(first_batchnorm_io(plain, images)[1], y, atol=1e-3)
+
+
+def test_one_tent_step_moves_only_the_batchnorm_affine_parameters_by_adams_first_step():
+    module = tta_module("tent")
+    before = {n: p.detach().clone() for n, p in module.net.named_parameters()}
+    images = torch.randn(16, 3, 16, 16)
+    reference = copy.deepcopy(module.net)  # the same step written out: ∇ of the mean entropy
+    affine = {n: p for n, p in reference.named_parameters() if n in dict(affine_names(module))}
+    loss = EntropyMinimization()(reference(images))
+    gradients = dict(zip(affine, torch.autograd.grad(loss, list(affine.values())), strict=True))
+    logits = module.evaluation_forward(None, images)
+    assert torch.allclose(logits, reference(images).detach(), atol=1e-6)  # predicted before the step
+    for name, param in module.net.named_parameters():
+        if name in gradients:  # Adam's first step: lr·g/(|g| + ε), bias corrections cancelling
+            g = gradients[name]
+            assert torch.allclose(param.detach(), before[name] - 1e-3 * g / (g.abs() + 1e-8), atol=1e-7), name
+        else:
+            assert torch.equal(param.detach(), before[name]), name
+
+
+def affine_names(module: TestTimeModule) -> list[tuple[str, torch.nn.Parameter]]:
+    ids = {id(p) for layer in batchnorm_layers(module.net) for p in (layer.weight, layer.bias)}
+    return [(n, p) for n, p in module.net.named_parameters() if id(p) in ids]
+
+
+def test_shot_im_trains_the_feature_extractor_and_leaves_the_head_and_episodic_mode_resets():
+    module = tta_module("shot_im")
+    head = {n: p.detach().clone() for n, p in module.net.head.named_parameters()}
+    backbone = [p.detach().clone() for p in module.net.backbone.parameters()]
+    module.evaluation_forward(None, torch.randn(16, 3, 16, 16))
+    assert all(torch.equal(p, head[n]) for n, p in module.net.head.named_parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(module.net.backbone.parameters(), backbone, strict=True))
+    episodic = tta_module("tent", episodic=True)
+    images = torch.randn(16, 3, 16, 16)
+    first = episodic.evaluation_forward(None, images)
+    second = episodic.evaluation_forward(None, images)  # from the source again: the same prediction
+    assert torch.allclose(first, second, atol=1e-6)
+    online = tta_module("tent")
+    assert not torch.allclose(
+        online.evaluation_forward(None, images), online.evaluation_forward(None, images)
+    )
+
+
+def test_bn_and_tent_refuse_a_net_without_batchnorm():
+    from transferlab.nets.cnn import cnn
+
+    for adaptation in ("bn", "tent"):
+        with pytest.raises(
+            ConfigError, match=f"tta={adaptation} adapts BatchNorm layers and this net has none"
+        ):
+            TestTimeModule(
+                cnn(num_classes=3, input_size=16), adaptation=adaptation, optimizer=torch.optim.Adam
+            )
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory) -> Path:
+    """An offline data folder with a CIFAR-format tree (32 px, 3 classes)."""
+    root = tmp_path_factory.mktemp("offline")
+    write_image_tree(root / "cifar10", {"airplane": 12, "bird": 12, "cat": 12}, size=32)
+    return root
+
+
+@pytest.fixture(scope="module")
+def source(offline, tmp_path_factory) -> Path:
+    """The CIFAR-10-C source recipe, one epoch on the test-made tree."""
+    out = tmp_path_factory.mktemp("source")
+    common = [f"paths.offline_data={offline}", f"paths.data_dir={out / 'data'}"]
+    train(
+        compose_config(["experiment=cifar10c_source", "trainer.max_epochs=1", *QUIET, *common], out / "run")
+    )
+    return out / "run"
+
+
+def eval_cli(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "transferlab.eval", *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_tent_from_the_command_line_on_a_corrupted_stream_and_a_net_without_batchnorm_refused(
+    offline, source, tmp_path
+):
+    common = [f"paths.offline_data={offline}", f"paths.data_dir={tmp_path / 'data'}"]
+    result = eval_cli(
+        f"ckpt_path={source}",
+        "data=cifar10_c",
+        "data.corruption=gaussian_noise",
+        "data.severity=5",
+        "tta=tent",
+        "tta.batch_size=4",
+        "stream=sorted",
+        *common,
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert summary["tta"] == {"adaptation": "tent", "episodic": False, "stream": "sorted"}
+    assert 0.0 <= summary["final"]["test/acc"] <= 1.0
+    assert list((tmp_path / "data" / "cifar10_c").glob("gaussian_noise-5-*/manifest.json"))
+    no_bn = tmp_path / "cnn"
+    train(
+        compose_config(
+            ["experiment=cifar10c_source", "net=cnn", "trainer.max_epochs=1", *QUIET, *common], no_bn
+        )
+    )
+    refused = eval_cli(
+        f"ckpt_path={no_bn}", "data=cifar10_c", "tta=tent", *common, f"hydra.run.dir={tmp_path / 'e2'}"
+    )
+    errors = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode != 0 and len(errors) == 1, refused.stderr[-2000:]
+    assert "tta=tent adapts BatchNorm layers and this net has none" in errors[0]
+
+
+def test_every_adaptation_method_runs_on_the_cifar10_to_cifar10c_pair(offline, tmp_path):
+    """The pair under the debug preset: the source stage and DANN, one batch each."""
+    cfg = compose_config(
+        [
+            "experiment=cifar10c_adaptation",
+            "debug=fdr",
+            "data.target.corruption=pixelate",
+            f"paths.offline_data={offline}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            *QUIET,
+        ],
+        tmp_path / "run",
+    )
+    summary = train(cfg)
+    assert "test/acc" in summary["final"] and "test/source_acc" in summary["final"]
+
+
+def test_the_tta_benchmark_times_every_adaptation_against_plain_evaluation(
+    offline, source, tmp_path, monkeypatch
+):
+    from conftest import load_script
+
+    bench = load_script("bench_tta", monkeypatch)
+    result = bench.main(
+        [
+            "--ckpt",
+            str(source),
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "bench"),
+            f"paths.offline_data={offline}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ]
+    )
+    assert set(result["runs"]) == {"none", "bn", "tent", "shot_im"}
+    assert all(len(v) == 1 and v[0] > 0 for v in result["runs"].values())
+    assert "| none |" in result["table"] and "| 1.000 |" in result["table"]
