@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--da-method", default="mcc", help="the third adaptation method (the model-selection table's best)"
     )
+    parser.add_argument(
+        "--da-epochs", type=int, default=5, help="the adaptation runs' epochs (the experiment's: 5)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "cifar10c_study")
     parser.add_argument("overrides", nargs="*", help="overrides for every run, e.g. paths.offline_data=...")
     args = parser.parse_args(argv)
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.executable, "-m", "transferlab.train", "-m", "experiment=cifar10c_adaptation",
                 f"method=source_only,dann,{args.da_method}",
                 f"data.target.corruption={','.join(FAMILY_PICKS)}",
-                f"seed={seeds}", *TRAIN_QUIET, *args.overrides, f"hydra.sweep.dir={out / 'da'}",
+                f"seed={seeds}", f"trainer.max_epochs={args.da_epochs}", *TRAIN_QUIET, *args.overrides,
+                f"hydra.sweep.dir={out / 'da'}",
             ]
         )  # fmt: skip
 
