@@ -11,6 +11,7 @@ import pytest
 from conftest import load_script
 
 
+@pytest.mark.slow  # two to four minutes on 2 cores (four loops, a DDP launch); CI runs it (.ci/run)
 def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
     tmp_path: Path, monkeypatch, capsys
 ):
