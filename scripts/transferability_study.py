@@ -4,7 +4,7 @@ random weights, per net) over seeds, and set the scores against the outcomes
 (``python -m transferlab.summarize``).
 
     python scripts/transferability_study.py --target split              # the CIFAR-10 split task
-    python scripts/transferability_study.py --target mnist              # MNIST 5-9, 20 per class
+    python scripts/transferability_study.py --target mnist              # MNIST 5-9, 100 per class
     python scripts/transferability_study.py --target split --seeds 0    # one seed, quicker
 
 Each source is a ``transferlab.train`` run (in ``<out>/sources/<name>``; an existing one is
@@ -51,7 +51,7 @@ TARGETS = {
             *CIFAR,
             *CIFAR_NORM,
             "data.classes=[dog,frog,horse,ship,truck]",
-            "data.train_per_class=50",
+            "data.train_per_class=250",
         ],
         "sources": {
             "r20_five_long": ("resnet20", [*CIFAR, *CIFAR_NORM, FIVE, "trainer.max_epochs=20"]),
@@ -78,7 +78,7 @@ TARGETS = {
     },
     "mnist": {
         "experiment": "mnist_sources",
-        "rank_data": [*MNIST, 'data.classes=["5","6","7","8","9"]', "data.train_per_class=20"],
+        "rank_data": [*MNIST, 'data.classes=["5","6","7","8","9"]', "data.train_per_class=100"],
         "sources": {
             "cnn_mnist04_long": (
                 "cnn",

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.demo import ARMS, README_BEGIN, README_END, STAGES, main, time_left, update_readme
+from transferlab.demo import (
+    ARMS,
+    README_BEGIN,
+    README_END,
+    STAGES,
+    agreement,
+    main,
+    published_gains,
+    time_left,
+    update_readme,
+)
 
 TINY = ["--seeds", "1", "--epoch-scale", "0.02"]
 
@@ -74,3 +84,18 @@ def test_the_repository_readme_holds_the_demo_table():
     block = text.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
     for arm in ARMS:
         assert f"| {arm.name} | " in block
+
+
+def test_the_last_line_says_whether_the_conclusions_agree_with_the_readmes_table():
+    published = published_gains(Path(__file__).resolve().parents[1] / "README.md")
+    assert set(published) == {arm.name for arm in ARMS if not arm.baseline}
+    rows = [
+        {"method": arm.name, "baseline": arm.baseline, "gain": 0.0 if arm.baseline else 0.02} for arm in ARMS
+    ]
+    assert agreement(rows, {name: 3.0 for name in published}).startswith("Conclusions agree")
+    rows[-1]["gain"] = -0.004  # the last method falls behind its baseline here
+    line = agreement(rows, {name: 3.0 for name in published})
+    assert (
+        line.startswith("Conclusions DIFFER") and f"{ARMS[-1].name} -0.4 points here, +3.0 published" in line
+    )
+    assert "no published table" in agreement(rows, {})

@@ -24,6 +24,7 @@ import csv
 import json
 import logging
 import math
+import re
 import statistics
 import time
 import warnings
@@ -244,6 +245,42 @@ def update_readme(results_md: Path, readme: Path) -> None:
     readme.write_text(f"{head}{README_BEGIN}\n{results_md.read_text().strip()}\n{README_END}{tail}")
 
 
+def published_gains(readme: Path) -> dict[str, float]:
+    """The gain in points of every method over its baseline, as the README's demo table has it
+    (empty without a README or its table)."""
+    if not readme.is_file() or README_BEGIN not in readme.read_text():
+        return {}
+    block = readme.read_text().split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    gains = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        match = re.match(r"([+-]\d+(?:\.\d+)?) points", cells[3]) if len(cells) >= 4 else None
+        if match:
+            gains[cells[1]] = float(match.group(1))
+    return gains
+
+
+def agreement(rows: list[dict[str, Any]], published: dict[str, float]) -> str:
+    """One line: whether every method's gain over its baseline has the sign the README's table
+    gives it (a method ahead there is ahead here), with the gains that differ."""
+    if not published:
+        return "Conclusions: no published table to compare with (README.md not found)."
+    differ = [
+        f"{row['method']} {100 * row['gain']:+.1f} points here, {published[row['method']]:+.1f} published"
+        for row in rows
+        if not row["baseline"]
+        and row["method"] in published
+        and (row["gain"] > 0) != (published[row["method"]] > 0)
+    ]
+    if differ:
+        return "Conclusions DIFFER from the README's table: " + "; ".join(differ) + "."
+    ahead = sum(1 for row in rows if not row["baseline"] and row["gain"] > 0)
+    return (
+        f"Conclusions agree with the README's table: each of the {ahead} methods ahead of its baseline, "
+        "as published (the gains themselves move by the spread docs/results.md gives)."
+    )
+
+
 def quiet_logs() -> None:
     silence_known_warnings()
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -296,8 +333,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print()
     print(f"done in {seconds:.0f} s. Table: {out_dir}/results.md (and .csv, .png)")
     print(f"TensorBoard: tensorboard --logdir {out_dir}")
+    readme = Path(project_root()) / "README.md"
+    if epoch_scale == 1.0:  # the published table is of the full demo
+        print(agreement(rows, published_gains(readme)))
     if args.update_readme:
-        update_readme(out_dir / "results.md", Path(project_root()) / "README.md")
+        update_readme(out_dir / "results.md", readme)
         print("README.md: results section rewritten from", out_dir / "results.md")
     return rows
 
