@@ -201,10 +201,15 @@ class FeatureMapDistance(Regularizer):
         """DELTA's channel attention W_j: how much the source net's loss on target images rises
         when channel c of layer j is zeroed, standardised over the layer's channels and passed
         through softmax(·/5). The loss is that of a linear classifier fitted on the frozen source
-        features (Adam, 200 full-batch steps). The random generators are left as they were."""
+        features (Adam, 200 full-batch steps). The images are drawn with a fixed seed, so a resumed
+        run measures the same attention, and the random generators are left as they were."""
         devices = [context.device] if context.device.type == "cuda" else []  # GPU augmentation draws there
-        with torch.random.fork_rng(devices=devices):
-            x, y = context.training_sample(self.attention_images)
+        with torch.random.fork_rng(devices=devices):  # the sample and nn.Linear's init both draw
+            torch.manual_seed(0)
+            return self._channel_attention(context)
+
+    def _channel_attention(self, context: SetupContext) -> dict[str, torch.Tensor]:
+        x, y = context.training_sample(self.attention_images)
         source = context.reference.to(context.device)
         x, y = x.to(context.device), y.to(context.device)
         features = source(x).flatten(1)

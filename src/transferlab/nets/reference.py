@@ -87,6 +87,7 @@ class FrozenNet(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module.requires_grad_(False).eval()
+        super().train(False)  # the wrapper too: Lightning restores captured modes without calling train()
         self.register_state_dict_post_hook(_drop_own_entries)
         self.register_load_state_dict_pre_hook(_keep_own_entries)
 
