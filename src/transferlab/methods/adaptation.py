@@ -183,7 +183,8 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
     A subclass builds ``self.domain_adversarial`` (the discriminator and its loss); this class
     drives the reversal coefficient c (``reversal_coefficient``), logs the discriminator's
     accuracy, and gives the discriminator its own optimiser groups. ``adversarial_loss`` feeds
-    the discriminator the features (DANN); a method that conditions it on more (CDAN) overrides it.
+    the discriminator the features (DANN), and the logits too where ``adversary_reads_logits``
+    (CDAN's conditioning, MDD's auxiliary head).
 
     Args:
         gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), γ ≥ 0,
@@ -194,6 +195,8 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
     """
 
     domain_adversarial: nn.Module
+    #: whether ``domain_adversarial`` also takes (logits_s, logits_t)
+    adversary_reads_logits = False
 
     def __init__(
         self,
@@ -237,7 +240,10 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
         logits_t: torch.Tensor,
         coefficient: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the domain loss through a reversal of ``coefficient``, the discriminator's accuracy)."""
+        """(the domain loss through a reversal of ``coefficient``, the discriminator's accuracy);
+        the logits go to an adversary that reads them (``adversary_reads_logits``)."""
+        if self.adversary_reads_logits:
+            return self.domain_adversarial(f_s, f_t, logits_s, logits_t, coefficient)
         return self.domain_adversarial(f_s, f_t, coefficient)
 
     def alignment_loss(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from transferlab.losses.alignment import ConditionalDomainAdversarialLoss, MultilinearMap
 from transferlab.methods.adaptation import AdversarialAdaptationModule
 from transferlab.nets.discriminator import domain_discriminator
@@ -27,6 +25,8 @@ class CDANModule(AdversarialAdaptationModule):
     discriminator_hidden, discriminator_layers, discriminator_dropout: the MLP d on T(f, g);
     the rest as ``AdversarialAdaptationModule``.
     """
+
+    adversary_reads_logits = True
 
     def __init__(
         self,
@@ -55,13 +55,3 @@ class CDANModule(AdversarialAdaptationModule):
             entropy_conditioning,
             reverse_entropy_gradient,
         )
-
-    def adversarial_loss(
-        self,
-        f_s: torch.Tensor,
-        f_t: torch.Tensor,
-        logits_s: torch.Tensor,
-        logits_t: torch.Tensor,
-        coefficient: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.domain_adversarial(f_s, f_t, logits_s, logits_t, coefficient)

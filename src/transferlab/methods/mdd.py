@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from transferlab.losses.alignment import MarginDisparityDiscrepancy
@@ -40,6 +39,8 @@ class MDDModule(AdversarialAdaptationModule):
     same shape; here it is the net's linear head, as for every method.
     """
 
+    adversary_reads_logits = True
+
     def __init__(
         self,
         *args: Any,
@@ -58,13 +59,3 @@ class MDDModule(AdversarialAdaptationModule):
 
     def reversal_coefficient(self) -> float:
         return self.reversal_scale * super().reversal_coefficient()
-
-    def adversarial_loss(
-        self,
-        f_s: torch.Tensor,
-        f_t: torch.Tensor,
-        logits_s: torch.Tensor,
-        logits_t: torch.Tensor,
-        coefficient: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.domain_adversarial(f_s, f_t, logits_s, logits_t, coefficient)
