@@ -1,7 +1,7 @@
 """The distillation slot's members, one file each (RepDistiller's ``distiller_zoo`` layout)."""
 
 from transferlab.losses.distillation.at import AttentionTransfer, attention_map
-from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
+from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss, LayerPairLoss
 from transferlab.losses.distillation.crd import ContrastiveRepresentationDistillation, nce_loss
 from transferlab.losses.distillation.dkd import DecoupledKD, decoupled_kd
 from transferlab.losses.distillation.fitnets import HintLoss
@@ -18,6 +18,7 @@ __all__ = [
     "DistillationLoss",
     "HintLoss",
     "KDLoss",
+    "LayerPairLoss",
     "ProbabilisticKnowledgeTransfer",
     "RelationalKD",
     "SimilarityPreserving",

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
-from transferlab.losses.slot import FEATURE_MAPS
+from transferlab.losses.distillation.base import DistillationInputs, LayerPairLoss
 
 
 def attention_map(feature_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -16,7 +15,7 @@ def attention_map(feature_map: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return F.normalize(feature_map.pow(p).mean(1).flatten(1), dim=1)
 
 
-class AttentionTransfer(DistillationLoss):
+class AttentionTransfer(LayerPairLoss):
     """L_AT = Σ_j mean_{n, i} (a(F_j^s)[n, i] − a(F_j^t)[n, i])², over the layers j in ``layers``
     (the student's) and ``reference_layers`` (the teacher's, the same names by default), with
     ``attention_map`` a(·) at power p = 2; a map is average-pooled to the other's side first when
@@ -26,8 +25,6 @@ class AttentionTransfer(DistillationLoss):
     layers; its β = 1000 for CIFAR-100). Layers: a CIFAR ResNet's three stages, ``['3','4','5']``.
     """
 
-    needs = frozenset({FEATURE_MAPS})
-
     def __init__(
         self,
         layers: Sequence[str] = ("3", "4", "5"),
@@ -35,24 +32,12 @@ class AttentionTransfer(DistillationLoss):
         p: float = 2.0,
         lam: float = 1000.0,
     ) -> None:
-        super().__init__(lam)
-        self.layers = tuple(str(layer) for layer in layers)
-        self._reference_layers = tuple(str(layer) for layer in reference_layers or self.layers)
-        if len(self._reference_layers) != len(self.layers):
-            raise ValueError(
-                f"reference_layers={list(self._reference_layers)} must pair one teacher layer with "
-                f"each student layer {list(self.layers)}"
-            )
+        super().__init__(layers, reference_layers, lam)
         self.p = p
-
-    @property
-    def reference_layers(self) -> tuple[str, ...]:
-        return self._reference_layers
 
     def forward(self, inputs: DistillationInputs) -> torch.Tensor:
         total = torch.zeros((), device=inputs.labels.device)
-        for student_layer, teacher_layer in zip(self.layers, self.reference_layers, strict=True):
-            s, t = inputs.student_maps[student_layer], inputs.teacher_maps[teacher_layer].detach()
+        for s, t in self.pairs(inputs):
             if s.shape[2] > t.shape[2]:
                 s = F.adaptive_avg_pool2d(s, t.shape[2:])
             elif s.shape[2] < t.shape[2]:

@@ -11,11 +11,12 @@ One file per loss in this folder, as in RepDistiller's ``distiller_zoo``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from transferlab.losses.slot import SlotMember
+from transferlab.losses.slot import FEATURE_MAPS, SlotMember
 
 
 @dataclass
@@ -47,3 +48,31 @@ class DistillationLoss(SlotMember):
 
     def forward(self, inputs: DistillationInputs) -> torch.Tensor:
         raise NotImplementedError
+
+
+class LayerPairLoss(DistillationLoss):
+    """Base of a loss on feature maps, summed over layer pairs: the student's ``layers`` paired
+    in order with the teacher's ``reference_layers`` (the same names by default)."""
+
+    needs = frozenset({FEATURE_MAPS})
+
+    def __init__(
+        self, layers: Sequence[str], reference_layers: Sequence[str] | None = None, lam: float = 1.0
+    ) -> None:
+        super().__init__(lam)
+        self.layers = tuple(str(layer) for layer in layers)
+        self._reference_layers = tuple(str(layer) for layer in reference_layers or self.layers)
+        if len(self._reference_layers) != len(self.layers):
+            raise ValueError(
+                f"reference_layers={list(self._reference_layers)} must pair one teacher layer with "
+                f"each student layer {list(self.layers)}"
+            )
+
+    @property
+    def reference_layers(self) -> tuple[str, ...]:
+        return self._reference_layers
+
+    def pairs(self, inputs: DistillationInputs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(student map, teacher map without gradient) of each layer pair."""
+        for student_layer, teacher_layer in zip(self.layers, self.reference_layers, strict=True):
+            yield inputs.student_maps[student_layer], inputs.teacher_maps[teacher_layer].detach()

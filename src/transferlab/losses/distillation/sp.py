@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
-from transferlab.losses.slot import FEATURE_MAPS
+from transferlab.losses.distillation.base import DistillationInputs, LayerPairLoss
 
 
 def similarity(feature_map: torch.Tensor) -> torch.Tensor:
@@ -17,13 +16,11 @@ def similarity(feature_map: torch.Tensor) -> torch.Tensor:
     return F.normalize(flat @ flat.T, dim=1)
 
 
-class SimilarityPreserving(DistillationLoss):
+class SimilarityPreserving(LayerPairLoss):
     """L_SP = Σ_j ‖G_j^t − G_j^s‖²_F / N², G = ``similarity`` of the batch's activations at layer j
     (student ``layers``, teacher ``reference_layers``): the student keeps which images the teacher
     finds alike. Shapes: maps (N, …), any widths; returns a 0-d tensor. As RepDistiller's
     ``Similarity`` on the last stage (its β = 3000 for CIFAR-100)."""
-
-    needs = frozenset({FEATURE_MAPS})
 
     def __init__(
         self,
@@ -31,19 +28,12 @@ class SimilarityPreserving(DistillationLoss):
         reference_layers: Sequence[str] | None = None,
         lam: float = 3000.0,
     ) -> None:
-        super().__init__(lam)
-        self.layers = tuple(str(layer) for layer in layers)
-        self._reference_layers = tuple(str(layer) for layer in reference_layers or self.layers)
-
-    @property
-    def reference_layers(self) -> tuple[str, ...]:
-        return self._reference_layers
+        super().__init__(layers, reference_layers, lam)
 
     def forward(self, inputs: DistillationInputs) -> torch.Tensor:
         total = torch.zeros((), device=inputs.labels.device)
-        for student_layer, teacher_layer in zip(self.layers, self.reference_layers, strict=True):
-            g_s = similarity(inputs.student_maps[student_layer])
-            g_t = similarity(inputs.teacher_maps[teacher_layer].detach())
+        for s, t in self.pairs(inputs):
+            g_s, g_t = similarity(s), similarity(t)
             n = g_s.shape[0]
             total = total + (g_t - g_s).pow(2).sum() / (n * n)
         return total
