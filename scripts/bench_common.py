@@ -3,6 +3,7 @@ arms in turn (so drifts in the machine's speed hit all alike) reported against a
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -22,6 +23,26 @@ QUIET_RUN = [
     "test=false",
     "verbose=false",
 ]
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, out: Path, epochs: int = 2) -> None:
+    """The options every method-cost benchmark takes: how long each run is timed, how many times
+    the arms alternate, the device, where the report goes, and overrides for every run."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. data.batch_size=128")
+
+
+def parse_timing_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, refusing a run that would time no epoch."""
+    args = parser.parse_args(argv)
+    if args.warmup_epochs >= args.epochs:
+        parser.error(f"--epochs={args.epochs} must exceed --warmup-epochs={args.warmup_epochs}")
+    return args
 
 
 def labelled_images(batch: Any) -> int:

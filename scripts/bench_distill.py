@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import QUIET_RUN, StepTimer, compare
+from bench_common import QUIET_RUN, StepTimer, add_timing_arguments, compare, parse_timing_arguments
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
@@ -50,17 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--experiment", default="offline_distill", help="none: method=distill alone")
     parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--teacher-epochs", type=int, default=1)
-    parser.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "bench_distill")
-    parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. data.batch_size=128")
-    args = parser.parse_args(argv)
-    if args.warmup_epochs >= args.epochs:
-        parser.error(f"--epochs={args.epochs} must exceed --warmup-epochs={args.warmup_epochs}")
+    add_timing_arguments(parser, ROOT / "logs" / "bench_distill")
+    args = parse_timing_arguments(parser, argv)
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"cpu x{torch.get_num_threads()}"
     return compare(
         args.recipes,
