@@ -30,6 +30,7 @@ def run(args: argparse.Namespace, recipe: str, out: Path) -> float:
         *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=distill"]),
         f"distill={recipe}",
         "method.teacher_input=augmented",  # the same teacher input for every recipe
+        "method.cache_teacher_logits=false",  # (so nothing is cached)
         f"trainer.max_epochs={args.epochs}",
         f"trainer.accelerator={args.accelerator}",
         f"++pretrain.trainer.max_epochs={args.teacher_epochs}",  # its quality does not change the cost

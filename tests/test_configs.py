@@ -90,3 +90,15 @@ def test_eval_config_takes_a_checkpoint_and_optional_data(tmp_path: Path):
     assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg
     cfg = compose_config(["ckpt_path=x.ckpt", "data=digits"], tmp_path, "eval")
     assert cfg.data._target_.endswith("DigitsDataModule")
+
+
+@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e.endswith("_distill")])
+@pytest.mark.parametrize("recipe", options("distill"))
+def test_every_distillation_recipe_composes_on_every_distillation_experiment(
+    experiment, recipe, tmp_path: Path
+):
+    method = compose_config([f"experiment={experiment}", f"distill={recipe}"], tmp_path).method
+    # DistillModule refuses cached teacher logits on augmented inputs (they change every epoch):
+    # a recipe that shows the teacher the student's augmented batch must switch the cache off
+    assert not (method.get("cache_teacher_logits") and method.teacher_input != "clean")
+    assert set(method.losses) >= {"kd"}
