@@ -154,6 +154,7 @@ def test_cdan_randomizes_the_multilinear_map_only_when_it_is_large(fast_cfg):
     assert large.domain_adversarial.multilinear_map.output_dim == 1024
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_the_adaptation_benchmark_times_every_method_against_source_only(tmp_path, monkeypatch):
     """scripts/bench_adaptation.py at a tiny size, so it cannot rot (the measurement is its job)."""
     bench = load_script("bench_adaptation", monkeypatch)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from conftest import CONF_DIR, compose_config
 from transferlab.pipeline import pretraining_config
 from transferlab.utils.schema import validate_config
+from transferlab.utils.selection import check_selection
 
 
 def fill_missing_root(cfg: DictConfig) -> DictConfig:
@@ -55,6 +56,7 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     assert not unknown, f"{experiment}: {method_cls.__name__} does not take {unknown}"
     if cfg.get("pretrain"):  # a pipeline: its pretraining stage must build too, and feed a known key
         stage = pretraining_config(cfg)
+        check_selection(stage)  # an adaptation run's select=<validator> is not its source stage's
         hydra.utils.instantiate(stage.data)
         stage_net = hydra.utils.instantiate(stage.net, num_classes=3)
         hydra.utils.instantiate(stage.method, _partial_=True)(net=stage_net)

@@ -40,6 +40,7 @@ def start(run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_one(tmp_path: Path):
     reference = start(tmp_path / "reference")
     assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]

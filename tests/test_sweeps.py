@@ -87,6 +87,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path):
     assert "1 of 2 jobs did not finish" in result.stderr
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_an_optuna_sweep_of_three_trials_optimises_validation_accuracy(tmp_path: Path):
     result = multirun(
         tmp_path,

@@ -134,7 +134,11 @@ class RecordLearningRates(Callback):
 
 @pytest.mark.parametrize(
     "schedule",
-    [[], ["method=supervised_onecycle"], ["data=digits_blended_pair", "net=cnn", "method=source_only"]],
+    [
+        pytest.param([], marks=pytest.mark.slow),  # the default suite stays under 10 minutes
+        ["method=supervised_onecycle"],
+        ["data=digits_blended_pair", "net=cnn", "method=source_only"],
+    ],
     ids=["cosine", "onecycle", "annealed"],
 )
 def test_a_resume_into_more_epochs_re_plans_the_schedule_for_the_new_length(fast_cfg, tmp_path, schedule):
@@ -205,6 +209,7 @@ def test_missing_checkpoint_path_is_a_clear_error(fast_cfg, tmp_path):
         evaluate(eval_cfg)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_ddp_with_two_cpu_processes(fast_cfg):
     cfg = fast_cfg("trainer=ddp_cpu", "trainer.max_epochs=2", "data.batch_size=16")
     summary = train(cfg)

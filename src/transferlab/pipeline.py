@@ -58,6 +58,9 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
         stage_cfg.task_name = stage.task_name
         stage_cfg.ckpt_path = None
         stage_cfg.pretrain = None
+        # the run's checkpoint pick reads its own validators (domain adaptation): the stage picks
+        # by its own (default: val/acc)
+        stage_cfg.select = stage.get("select")
     return stage_cfg
 
 
