@@ -153,6 +153,7 @@ def test_a_pipeline_run_passes_the_source_to_the_target(fast_cfg):
     assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_two_sweep_jobs_started_together_train_the_source_once(tmp_path):
     args = [
         *FAST,

@@ -87,6 +87,7 @@ def compose_and_set_up(overrides: list[str], tmp_path: Path):
     return datamodule
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_fine_tuning_run_records_the_scores_of_its_source_and_keeps_them_on_resume(sources, tmp_path):
     """The scores in metrics.json are those ``rank`` gives the same source on the same target;
     a resume with more epochs keeps them (the net it would score then is no longer the source)."""

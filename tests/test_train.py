@@ -136,7 +136,7 @@ class RecordLearningRates(Callback):
     "schedule",
     [
         pytest.param([], marks=pytest.mark.slow),  # the default suite stays under 10 minutes
-        ["method=supervised_onecycle"],
+        pytest.param(["method=supervised_onecycle"], marks=pytest.mark.slow),
         ["data=digits_blended_pair", "net=cnn", "method=source_only"],
     ],
     ids=["cosine", "onecycle", "annealed"],
@@ -163,6 +163,7 @@ def test_a_resume_into_more_epochs_re_plans_the_schedule_for_the_new_length(fast
         assert resumed.by_epoch[epoch] > 0
 
 
+@pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
 def test_a_resume_with_a_new_learning_rate_and_weight_decay_trains_with_the_new_ones(fast_cfg, tmp_path):
     """The checkpoint's optimiser state holds the old values; the resumed config's must win."""
     new = ["method.optimizer.lr=0.1", "method.optimizer.weight_decay=0.001", "trainer.max_epochs=3"]
