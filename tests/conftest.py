@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,18 @@ from transferlab.utils.config import compose_config as compose_train_config
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m transferlab.<module> <args>`` from the project root, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", f"transferlab.{module}", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=SCRIPTS.parent,
+        timeout=300,
+    )
 
 
 def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:

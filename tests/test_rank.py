@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
+from conftest import compose_config, run_module
 from transferlab.nets.reference import build_net
 from transferlab.rank import Candidate, check_fit, rank
 from transferlab.train import train
@@ -37,18 +34,6 @@ def sources(tmp_path_factory) -> dict[str, Path]:
         train(compose_config([*SOURCE, classes], out))
         runs[name] = out
     return runs
-
-
-def run_rank(*overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "transferlab.rank", *overrides],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def test_rank_scores_every_candidate_ranks_them_and_writes_the_table(sources, tmp_path):
@@ -118,14 +103,15 @@ def test_a_fine_tuning_run_records_the_scores_of_its_source_and_keeps_them_on_re
     ids=["one-candidate", "unknown-net", "one-class", "unknown-score"],
 )
 def test_bad_input_is_refused_in_one_line(overrides, message, tmp_path):
-    result = run_rank(*TARGET, *overrides, f"paths.log_dir={tmp_path}")
+    result = run_module("rank", *TARGET, *overrides, f"paths.log_dir={tmp_path}")
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and message in errors[0], result.stderr
 
 
 def test_a_candidate_that_cannot_read_the_targets_images_is_refused_in_one_line(sources, tmp_path):
-    wrong_size = run_rank(
+    wrong_size = run_module(
+        "rank",
         "data=digits",
         "data.image_size=8",
         f"candidates=[{sources['low']},random:cnn]",

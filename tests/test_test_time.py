@@ -6,9 +6,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_config, write_image_tree
+from conftest import compose_config, run_module, write_image_tree
 from transferlab.data.cifar10_c import build_corrupted_tree, image_seed
 from transferlab.data.corruptions import CORRUPTIONS, FAMILIES, corrupt
 from transferlab.losses.test_time import EntropyMinimization, InformationMaximization, prediction_entropy
@@ -234,23 +231,12 @@ def source(offline, tmp_path_factory) -> Path:
     return out / "run"
 
 
-def eval_cli(*overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "transferlab.eval", *overrides],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-    )
-
-
 def test_tent_from_the_command_line_on_a_corrupted_stream_and_a_net_without_batchnorm_refused(
     offline, source, tmp_path
 ):
     common = [f"paths.offline_data={offline}", f"paths.data_dir={tmp_path / 'data'}"]
-    result = eval_cli(
+    result = run_module(
+        "eval",
         f"ckpt_path={source}",
         "data=cifar10_c",
         "data.corruption=gaussian_noise",
@@ -272,8 +258,13 @@ def test_tent_from_the_command_line_on_a_corrupted_stream_and_a_net_without_batc
             ["experiment=cifar10c_source", "net=cnn", "trainer.max_epochs=1", *QUIET, *common], no_bn
         )
     )
-    refused = eval_cli(
-        f"ckpt_path={no_bn}", "data=cifar10_c", "tta=tent", *common, f"hydra.run.dir={tmp_path / 'e2'}"
+    refused = run_module(
+        "eval",
+        f"ckpt_path={no_bn}",
+        "data=cifar10_c",
+        "tta=tent",
+        *common,
+        f"hydra.run.dir={tmp_path / 'e2'}",
     )
     errors = [line for line in refused.stderr.splitlines() if line.strip()]
     assert refused.returncode != 0 and len(errors) == 1, refused.stderr[-2000:]
