@@ -68,34 +68,47 @@ def run(command: list[str]) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def read_errors(sweep: Path) -> dict[tuple[str, int, str], list[float]]:
-    """(corruption, severity, adaptation) -> test error % per seed, from the sweep's jobs."""
-    errors: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+def read_errors(sweep: Path) -> dict[tuple[str, int, str], dict[int, float]]:
+    """(corruption, severity, adaptation) -> {seed of the stream order: test error %}, from the
+    sweep's jobs."""
+    errors: dict[tuple[str, int, str], dict[int, float]] = defaultdict(dict)
     for metrics in sorted(sweep.glob("*/metrics.json")):
         overrides = dict(
             o.split("=", 1)
             for o in yaml.safe_load((metrics.parent / ".hydra" / "overrides.yaml").read_text())
         )
         key = (overrides["data.corruption"], int(overrides["data.severity"]), overrides["tta"])
-        errors[key].append(100 * (1 - json.loads(metrics.read_text())["final"]["test/acc"]))
+        seed = int(overrides.get("seed", 0))
+        errors[key][seed] = 100 * (1 - json.loads(metrics.read_text())["final"]["test/acc"])
     return errors
+
+
+def mean_error(errors: dict, severity: int, arm: str) -> tuple[float, float | None]:
+    """The mean error over the 15 corruptions, averaged over the stream seeds, and its standard
+    deviation across the seeds (None with one seed)."""
+    seeds = sorted(set.intersection(*(set(errors.get((c, severity, arm), {})) for c in CORRUPTIONS)))
+    if not seeds:
+        return float("nan"), None
+    per_seed = [statistics.fmean(errors[(c, severity, arm)][seed] for c in CORRUPTIONS) for seed in seeds]
+    return statistics.fmean(per_seed), statistics.stdev(per_seed) if len(per_seed) > 1 else None
 
 
 def tta_table(errors: dict, severities: list[int], clean_acc: float) -> str:
     lines = [
         f"Test error (%) of the source model (clean test accuracy {clean_acc:.3f}) on CIFAR-10-C at "
-        "severity 5, mean over the seeds of the stream order; TENT's row (WRN-28-10, the full CIFAR-10) "
-        "below each of ours.",
+        "severity 5, mean over the seeds of the stream order (the mean column: ± its standard deviation "
+        "across those seeds); TENT's row (WRN-28-10, the full CIFAR-10) below each of ours.",
         "",
         "| method | " + " | ".join(ABBREVIATIONS) + " | mean |",
         "|---|" + "---|" * (len(ABBREVIATIONS) + 1),
     ]
     for arm in ARMS:
-        cells = [statistics.fmean(errors.get((c, 5, arm), [float("nan")])) for c in CORRUPTIONS]
+        cells = [statistics.fmean(errors.get((c, 5, arm), {0: float("nan")}).values()) for c in CORRUPTIONS]
+        mean, spread = mean_error(errors, 5, arm)
         lines.append(
             f"| {arm} (ours) | "
             + " | ".join(f"{v:.1f}" for v in cells)
-            + f" | {statistics.fmean(cells):.1f} |"
+            + f" | {mean:.1f}{'' if spread is None else f' ± {spread:.1f}'} |"
         )
         if arm in TENT:
             lines.append(
@@ -114,12 +127,7 @@ def tta_table(errors: dict, severities: list[int], clean_acc: float) -> str:
             "|---|" + "---|" * (len(severities) + 1),
         ]
         for arm in ARMS:
-            means = [
-                statistics.fmean(
-                    statistics.fmean(errors.get((c, s, arm), [float("nan")])) for c in CORRUPTIONS
-                )
-                for s in severities
-            ]
+            means = [mean_error(errors, s, arm)[0] for s in severities]
             lines.append(
                 f"| {arm} | " + " | ".join(f"{v:.1f}" for v in means) + f" | {statistics.fmean(means):.1f} |"
             )

@@ -6,6 +6,7 @@ random weights, per net) over seeds, and set the scores against the outcomes
     python scripts/transferability_study.py --target split              # the CIFAR-10 split task
     python scripts/transferability_study.py --target mnist              # MNIST 5-9, 100 per class
     python scripts/transferability_study.py --target split --seeds 0    # one seed, quicker
+    python scripts/transferability_study.py --target split --jobs 2     # two fine-tuning runs at once
 
 Each source is a ``transferlab.train`` run (in ``<out>/sources/<name>``; an existing one is
 reused), varying the source classes, the net (cnn, resnet8, resnet20) and the training length.
@@ -146,10 +147,11 @@ def build_sources(target: dict, out: Path, offline: list[str]) -> dict[str, Path
 
 
 def fine_tune_seconds(sweep_dir: Path) -> list[float]:
-    """Each finished job's seconds from its composed config to its metrics.json."""
+    """Each finished job's seconds from claiming its directory (``run.json``, written once) to its
+    ``metrics.json``: a relaunch that skips the finished jobs leaves both as they were."""
     seconds = []
     for metrics in sweep_dir.glob("*/metrics.json"):
-        seconds.append(metrics.stat().st_mtime - (metrics.parent / ".hydra" / "config.yaml").stat().st_mtime)
+        seconds.append(metrics.stat().st_mtime - (metrics.parent / "run.json").stat().st_mtime)
     return seconds
 
 
@@ -161,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None, help="default: logs/transferability/<target>")
     parser.add_argument("--offline-data", default=None, help="paths.offline_data (default: the config's)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="fine-tuning jobs at once (launcher=joblib; each job gets cores / jobs threads)",
+    )
     args = parser.parse_args(argv)
     target = TARGETS[args.target]
     out = (args.out or ROOT / "logs" / "transferability" / args.target).resolve()
@@ -177,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
             f"hydra.run.dir={out / 'rank'}",
         )
     )
+    launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs > 1 else []
     sweeps = []
     for net in sorted(nets):
         mine = [str(path) for name, path in sources.items() if target["sources"][name][0] == net]
@@ -190,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"net={net}",
                 f"method.source_ckpt={','.join([*mine, 'null'])}",
                 f"seed={','.join(map(str, args.seeds))}",
+                *launcher,
                 *QUIET,
                 *offline,
                 f"hydra.sweep.dir={sweep_dir}",

@@ -112,3 +112,33 @@ def test_a_distillation_sweep_finds_the_student_alone_as_its_control(tmp_path: P
     rows = {r["distill"]: r for r in result["rows"]}
     assert rows["kd"]["gain"] == pytest.approx((0.05 - 0.01 + 0.06) / 3) and rows["kd"]["ahead"] == 2
     assert rows["crd"]["gain"] == pytest.approx((0.06 + 0.04 + 0.02) / 3) and rows["crd"]["ahead"] == 3
+
+
+def test_a_control_from_another_sweep_stands_for_the_keys_it_did_not_set(tmp_path: Path):
+    """distill=none,at seed=0,1,2 beside distill=at method.losses.at.lam=250,50 seed=0,1,2: the
+    student alone (no λ of its own) is the control of every λ, paired by seed."""
+    alone, weights = tmp_path / "alone", tmp_path / "weights"
+    for seed, acc in enumerate([0.43, 0.42, 0.44]):
+        fake_job(alone, seed, ["distill=none", f"seed={seed}"], acc)
+    for number, (lam, seed, acc) in enumerate([("250", 0, 0.39), ("250", 1, 0.40), ("250", 2, 0.35)]):
+        fake_job(weights, number, ["distill=at", f"method.losses.at.lam={lam}", f"seed={seed}"], acc)
+    result = summarize([alone, weights], out_dir=tmp_path / "summary", control="distill=none")
+    rows = {(r["distill"], r["method.losses.at.lam"]): r for r in result["rows"]}
+    assert rows[("none", "—")]["control"]
+    assert rows[("at", "250")]["gain"] == pytest.approx((-0.04 - 0.02 - 0.09) / 3)
+    assert rows[("at", "250")]["ahead"] == 0
+
+
+def test_a_row_that_matches_two_controls_gets_no_gain(tmp_path: Path):
+    number = 0
+    for overrides, acc in [
+        (["method.lam=0", "net=cnn"], 0.5),
+        (["method.lam=0", "data.image_size=16"], 0.6),
+        (["method.lam=1", "net=cnn", "data.image_size=16"], 0.7),  # either control could be its
+    ]:
+        for seed in range(2):
+            fake_job(tmp_path, number, [*overrides, f"seed={seed}"], acc)
+            number += 1
+    result = summarize([tmp_path])
+    row = next(r for r in result["rows"] if r["method.lam"] == "1")
+    assert "gain" not in row

@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import compose_config, run_module, write_image_tree
@@ -310,3 +312,30 @@ def test_the_tta_benchmark_times_every_adaptation_against_plain_evaluation(
     assert set(result["runs"]) == {"none", "bn", "tent", "shot_im"}
     assert all(len(v) == 1 and v[0] > 0 for v in result["runs"].values())
     assert "| none |" in result["table"] and "| 1.000 |" in result["table"]
+
+
+def test_the_study_table_averages_stream_orders_and_reports_their_spread(tmp_path: Path, monkeypatch):
+    """scripts/cifar10c_study.py: each arm's mean over the 15 corruptions is averaged over the stream
+    seeds, with the standard deviation across seeds; one seed gets no spread."""
+    from conftest import load_script
+
+    study = load_script("cifar10c_study", monkeypatch)
+    number = 0
+    for arm, seeds in {"none": [0], "bn": [0, 1, 2]}.items():
+        for seed in seeds:
+            for i, corruption in enumerate(study.CORRUPTIONS):
+                job = tmp_path / str(number)
+                (job / ".hydra").mkdir(parents=True)
+                overrides = [f"data.corruption={corruption}", "data.severity=5", f"tta={arm}", f"seed={seed}"]
+                (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+                accuracy = 0.5 + 0.01 * i + 0.05 * seed  # seed s: error 50 − i − 5·s %
+                (job / "metrics.json").write_text(json.dumps({"final": {"test/acc": accuracy}}))
+                number += 1
+    errors = study.read_errors(tmp_path)
+    per_seed = [statistics.fmean(50 - i - 5 * s for i in range(15)) for s in (0, 1, 2)]  # 43, 38, 33
+    mean, spread = study.mean_error(errors, 5, "bn")
+    assert mean == pytest.approx(statistics.fmean(per_seed)) and spread == pytest.approx(5.0)
+    assert study.mean_error(errors, 5, "none") == (pytest.approx(43.0), None)
+    table = study.tta_table(errors, [5], clean_acc=0.76)
+    assert "| bn (ours) | 45.0 |" in table and "| 38.0 ± 5.0 |" in table
+    assert table.split("| none (ours) |")[1].split("\n")[0].endswith("| 43.0 |")

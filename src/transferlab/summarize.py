@@ -138,20 +138,34 @@ def group(
 
 def add_gains(rows: list[dict[str, Any]], keys: list[str], control: tuple[str, str]) -> None:
     """Each row's gain over its control row (the same values but ``control``), paired by seed:
-    mean, 95% t-interval (n ≥ 3) and how many seeds are ahead."""
+    mean, 95% t-interval (n ≥ 3) and how many seeds are ahead. Where sweeps are combined, a key
+    the control's runs did not set ("—": its default) matches any value, so ``distill=none`` is
+    the control of a separate sweep over one recipe's weight; a row that would match more than
+    one control gets none."""
     key, value = control
     if key not in keys:
         return
     others = [k for k in keys if k != key]
-    controls = {tuple(r[k] for k in others): r for r in rows if str(r[key]) == value}
+    controls = [r for r in rows if str(r[key]) == value]
     for row in rows:
-        base = controls.get(tuple(row[k] for k in others))
+        base = control_of(row, controls, others)
         if base is None or row is base:
             row["control"] = row is base
             continue
         gain = paired_gain(row["by_seed"], base["by_seed"])
         if gain is not None:
             row |= {"gain": gain.mean, "gain_ci95": gain.ci95, "ahead": gain.ahead, "pairs": gain.pairs}
+
+
+def control_of(row: dict[str, Any], controls: list[dict[str, Any]], others: list[str]) -> dict | None:
+    """The control row with ``row``'s values on ``others``; else the one whose values match or
+    are unset ("—")."""
+    values = tuple(row[k] for k in others)
+    exact = [c for c in controls if tuple(c[k] for k in others) == values]
+    if exact:
+        return exact[0]
+    loose = [c for c in controls if all(c[k] in (row[k], "—") for k in others)]
+    return loose[0] if len(loose) == 1 else None
 
 
 def write_csv(jobs: list[dict[str, Any]], keys: list[str], path: Path) -> None:
