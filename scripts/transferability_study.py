@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs > 1 else []
+    if args.jobs > 1:  # each job's share of the cores, read by torch in each job (unless set already)
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     sweeps = []
     for net in sorted(nets):
         mine = [str(path) for name, path in sources.items() if target["sources"][name][0] == net]
