@@ -14,7 +14,13 @@ Parts, each a real command (its multirun directory under ``--out``):
   seed orders the shuffled test stream) and the same with ``tta=none seed=0``, then the error
   table (``tta_table.md``).
 - ``da``: ``python -m transferlab.train -m experiment=cifar10c_adaptation
-  method=source_only,dann,<--da-method> data.target.corruption=<one per family> seed=<seeds>``.
+  method=source_only,dann,<--da-method> data.target.corruption=<one per family> seed=<seeds>
+  ~pretrain method.source_ckpt=<source>`` (the experiment's pretraining stage is the same recipe
+  as ``source``: the study trains it once), then ``python -m transferlab.summarize`` on that sweep
+  (``da/summary.md``: each method's mean ± std per corruption and its gain over source only,
+  paired by seed).
+
+``--jobs N`` runs N jobs of each sweep at once (``launcher=joblib``), each with cores / N threads.
 """
 
 from __future__ import annotations
@@ -83,13 +89,15 @@ def read_errors(sweep: Path) -> dict[tuple[str, int, str], dict[int, float]]:
     return errors
 
 
-def mean_error(errors: dict, severity: int, arm: str) -> tuple[float, float | None]:
-    """The mean error over the 15 corruptions, averaged over the stream seeds, and its standard
-    deviation across the seeds (None with one seed)."""
-    seeds = sorted(set.intersection(*(set(errors.get((c, severity, arm), {})) for c in CORRUPTIONS)))
+def mean_error(errors: dict, severity: int | list[int], arm: str) -> tuple[float, float | None]:
+    """The mean error over the 15 corruptions (and over the severities, given a list), averaged
+    over the stream seeds, and its standard deviation across the seeds (None with one seed)."""
+    severities = [severity] if isinstance(severity, int) else list(severity)
+    cells = [(c, s, arm) for c in CORRUPTIONS for s in severities]
+    seeds = sorted(set.intersection(*(set(errors.get(cell, {})) for cell in cells)))
     if not seeds:
         return float("nan"), None
-    per_seed = [statistics.fmean(errors[(c, severity, arm)][seed] for c in CORRUPTIONS) for seed in seeds]
+    per_seed = [statistics.fmean(errors[cell][seed] for cell in cells) for seed in seeds]
     return statistics.fmean(per_seed), statistics.stdev(per_seed) if len(per_seed) > 1 else None
 
 
@@ -119,7 +127,8 @@ def tta_table(errors: dict, severities: list[int], clean_acc: float) -> str:
     if len(severities) > 1:
         lines += [
             "",
-            f"Mean error (%) over the 15 corruptions at each severity ({', '.join(map(str, severities))}):",
+            f"Mean error (%) over the 15 corruptions at each severity ({', '.join(map(str, severities))}); "
+            "the mean column over the severities too, ± its standard deviation across the stream seeds:",
             "",
         ]
         lines += [
@@ -128,8 +137,11 @@ def tta_table(errors: dict, severities: list[int], clean_acc: float) -> str:
         ]
         for arm in ARMS:
             means = [mean_error(errors, s, arm)[0] for s in severities]
+            overall, spread = mean_error(errors, severities, arm)
             lines.append(
-                f"| {arm} | " + " | ".join(f"{v:.1f}" for v in means) + f" | {statistics.fmean(means):.1f} |"
+                f"| {arm} | "
+                + " | ".join(f"{v:.1f}" for v in means)
+                + f" | {overall:.1f}{'' if spread is None else f' ± {spread:.1f}'} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -149,13 +161,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--da-epochs", type=int, default=5, help="the adaptation runs' epochs (the experiment's: 5)"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="jobs of each sweep at once (launcher=joblib; cores / jobs threads each)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "cifar10c_study")
     parser.add_argument("overrides", nargs="*", help="overrides for every run, e.g. paths.offline_data=...")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     source = out / "source"
     seeds = ",".join(map(str, args.seeds))
-    if "source" in args.parts and not (source / "metrics.json").is_file():
+    launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs > 1 else []
+    if args.jobs > 1:  # each job's share of the cores, read by torch in each job (unless set already)
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    trained = (source / "metrics.json").is_file()
+    if not trained and "source" not in args.parts:
+        parser.error(f"no finished source model in {source}: run the study with --parts source first")
+    if "source" in args.parts and not trained:
         run(
             [
                 sys.executable,
@@ -178,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                     sys.executable, "-m", "transferlab.eval", "-m", f"ckpt_path={source}", "data=cifar10_c",
                     f"data.corruption={','.join(CORRUPTIONS)}",
                     f"data.severity={','.join(map(str, args.severities))}",
-                    f"tta={arms}", f"seed={arm_seeds}", *QUIET, *args.overrides, f"hydra.sweep.dir={sweep}",
+                    f"tta={arms}", f"seed={arm_seeds}", *launcher, *QUIET, *args.overrides,
+                    f"hydra.sweep.dir={sweep}",
                 ]
             )  # fmt: skip
         clean = json.loads((source / "metrics.json").read_text())["final"]["test/acc"]
@@ -192,10 +217,13 @@ def main(argv: list[str] | None = None) -> None:
                 sys.executable, "-m", "transferlab.train", "-m", "experiment=cifar10c_adaptation",
                 f"method=source_only,dann,{args.da_method}",
                 f"data.target.corruption={','.join(FAMILY_PICKS)}",
-                f"seed={seeds}", f"trainer.max_epochs={args.da_epochs}", *TRAIN_QUIET, *args.overrides,
-                f"hydra.sweep.dir={out / 'da'}",
+                f"seed={seeds}", f"trainer.max_epochs={args.da_epochs}",
+                "~pretrain", f"method.source_ckpt={source}",
+                *launcher, *TRAIN_QUIET, *args.overrides, f"hydra.sweep.dir={out / 'da'}",
             ]
         )  # fmt: skip
+        run([sys.executable, "-m", "transferlab.summarize", str(out / "da")])
+        print((out / "da" / "summary.md").read_text())
 
 
 if __name__ == "__main__":

@@ -273,6 +273,67 @@ def test_tent_from_the_command_line_on_a_corrupted_stream_and_a_net_without_batc
     assert "tta=tent adapts BatchNorm layers and this net has none" in errors[0]
 
 
+def test_an_evaluation_sweep_runs_its_jobs_at_once_with_the_joblib_launcher(offline, source, tmp_path):
+    """``python -m transferlab.eval -m launcher=joblib``: the TTA sweep's jobs in two processes, each
+    job's result where the basic launcher puts it, and equal to the same job run on its own."""
+    common = [f"paths.offline_data={offline}", f"paths.data_dir={tmp_path / 'data'}", "data=cifar10_c"]
+    common += [f"ckpt_path={source}", "data.corruption=fog", "tta.batch_size=4"]
+    swept = run_module(
+        "eval", "-m", "launcher=joblib", "hydra.launcher.n_jobs=2", "tta=none,bn", *common,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    assert "Joblib.Parallel(n_jobs=2" in swept.stdout + swept.stderr
+    jobs = {
+        json.loads((job / "metrics.json").read_text()).get("tta", {"adaptation": "none"})["adaptation"]: job
+        for job in (tmp_path / "sweep").iterdir()
+        if (job / "metrics.json").is_file()
+    }
+    assert set(jobs) == {"none", "bn"}
+    alone = run_module("eval", "tta=bn", *common, f"hydra.run.dir={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    final = [json.loads((d / "metrics.json").read_text())["final"] for d in (jobs["bn"], tmp_path / "alone")]
+    assert final[0]["test/acc"] == final[1]["test/acc"]
+
+
+def test_bn_statistics_reestimates_each_layer_from_the_images_and_reports_the_source_error(
+    source, tmp_path, monkeypatch, capsys
+):
+    """scripts/bn_statistics.py: re-estimated statistics are those of the images (the first layer's
+    mean by hand), the net itself is left alone, and the running row is the source's test error."""
+    from conftest import load_script
+
+    script = load_script("bn_statistics", monkeypatch)
+    torch.manual_seed(0)
+    net = resnet8(num_classes=10)
+    images = torch.randn(12, 3, 16, 16)
+    before = copy.deepcopy(net.state_dict())
+    restated = script.with_statistics_of(net, images, batch_size=4)
+    first = batchnorm_layers(restated)[0]
+    with torch.no_grad():
+        conv_out = net.backbone[0](images)  # the stem's convolution, before the first BatchNorm
+    # the mean over all images; the variance the average of the three batches' unbiased variances
+    torch.testing.assert_close(first.running_mean, conv_out.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    batch_vars = [chunk.transpose(0, 1).flatten(1).var(1) for chunk in conv_out.split(4)]
+    torch.testing.assert_close(first.running_var, torch.stack(batch_vars).mean(0), rtol=1e-5, atol=1e-6)
+    assert not first.training and first.momentum is None
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    rows = script.main(["--ckpt", str(source), "--images", "20"])
+    assert len(rows) == 4 and all(0.0 <= v <= 1.0 for v in rows.values())
+    trained = json.loads((source / "metrics.json").read_text())["final"]["test/acc"]
+    assert rows["running (as trained)"] == pytest.approx(1 - trained, abs=1e-6)
+    assert "| running (as trained) |" in capsys.readouterr().out
+
+
+def test_the_study_refuses_adaptation_without_its_source_model(tmp_path: Path, monkeypatch, capsys):
+    from conftest import load_script
+
+    study = load_script("cifar10c_study", monkeypatch)
+    with pytest.raises(SystemExit):
+        study.main(["--parts", "da", "--out", str(tmp_path)])
+    assert "no finished source model in" in capsys.readouterr().err
+
+
 def test_every_adaptation_method_runs_on_the_cifar10_to_cifar10c_pair(offline, tmp_path):
     """The pair under the debug preset: the source stage and DANN, one batch each."""
     cfg = compose_config(
@@ -336,6 +397,8 @@ def test_the_study_table_averages_stream_orders_and_reports_their_spread(tmp_pat
     mean, spread = study.mean_error(errors, 5, "bn")
     assert mean == pytest.approx(statistics.fmean(per_seed)) and spread == pytest.approx(5.0)
     assert study.mean_error(errors, 5, "none") == (pytest.approx(43.0), None)
+    assert study.mean_error(errors, [5], "bn") == (mean, spread)
+    assert study.mean_error(errors, [4, 5], "bn") == (pytest.approx(float("nan"), nan_ok=True), None)
     table = study.tta_table(errors, [5], clean_acc=0.76)
     assert "| bn (ours) | 45.0 |" in table and "| 38.0 ± 5.0 |" in table
     assert table.split("| none (ours) |")[1].split("\n")[0].endswith("| 43.0 |")
