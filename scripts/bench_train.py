@@ -4,9 +4,10 @@ Three loops train the same net with the same data, batch size, precision, optimi
 
 - ``plain``: a hand-written PyTorch loop over the data held on the device, augmented per batch
   there (the airbench / hlb-CIFAR10 data path), no Lightning;
-- ``template_pil``: ``transferlab.train`` with the DataLoader path (PIL or tensor transforms in
-  ``--workers`` worker processes);
-- ``template_on_device``: ``transferlab.train`` with ``data.on_device=true``.
+- ``template``: ``transferlab.train`` with its defaults (``data.on_device=auto``: the split
+  decoded once, resident on the device and augmented there per batch);
+- ``template_per_image``: ``transferlab.train`` with ``data.on_device=false`` (per-image
+  transforms of the decoded images in ``--workers`` DataLoader worker processes).
 
 Images/s counts training steps only (from the first batch of an epoch to the end of its last
 step), after ``--warmup-epochs``; validation and checkpointing are timed apart, as a share of the
@@ -62,8 +63,9 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 def template_run(
-    args: argparse.Namespace, out: Path, on_device: bool, callbacks: list[Callback] | None = None
+    args: argparse.Namespace, out: Path, on_device: str = "auto", callbacks: list[Callback] | None = None
 ) -> dict[str, float]:
+    """``on_device``: the ``data.on_device`` setting (``auto``, the default; ``false``; ``true``)."""
     cfg = compose_config([*overrides(args), f"data.on_device={on_device}"], out)
     timer = StepTimer()
     train(cfg, extra_callbacks=[*(callbacks or []), timer])
@@ -119,7 +121,7 @@ def check_cost(args: argparse.Namespace, steps: int = 2000) -> dict[str, float]:
     the queue until the step is done; that cost shows in the throughput, not here."""
     device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
     terms = {"loss": torch.tensor(1.0, device=device), "ce": torch.tensor(1.0, device=device)}
-    watch = NonFiniteWatch(every=10)
+    watch = NonFiniteWatch()
     cost = {}
     for name, step in {
         "read_every_step": lambda i: bool(torch.isfinite(terms["loss"])),
@@ -168,8 +170,8 @@ def main() -> None:
 
     loops = {
         "plain": lambda out: plain_run(args, out),
-        "template_pil": lambda out: template_run(args, out, on_device=False),
-        "template_on_device": lambda out: template_run(args, out, on_device=True),
+        "template": lambda out: template_run(args, out),
+        "template_per_image": lambda out: template_run(args, out, on_device="false"),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in loops}
     for repeat in range(args.repeats):  # alternate the loops, so drifts in speed hit all alike

@@ -39,10 +39,10 @@ def rate(args: argparse.Namespace, arm: str, datamodule, checkpoint) -> float:
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=False, inference_mode=not module.needs_gradients, enable_model_summary=False
     )
-    stream = test_stream(datamodule, cfg, module.batch_size)
+    stream = test_stream(datamodule, cfg, module.batch_size, trainer.strategy.root_device)
     start = time.perf_counter()
     trainer.test(module, dataloaders=stream, verbose=False)
-    return len(stream.dataset) / (time.perf_counter() - start)
+    return len(datamodule.datasets["test"]) / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -102,11 +102,11 @@ def test_only_the_chosen_target_labels_reach_training(fast_cfg, tmp_path):
 
 
 class BlankTargetImages(Callback):
+    """The target's training images all black, on the resident path and the per-image one."""
+
     def setup(self, trainer, pl_module, stage) -> None:
-        target = trainer.datamodule.target
-        target.datasets["train"].transform = lambda image: torch.zeros(
-            3, target.image_size, target.image_size
-        )
+        train_split = trainer.datamodule.target.datasets["train"]
+        train_split.images = torch.zeros_like(train_split.images)
 
 
 @pytest.mark.parametrize(("method", "uses_target"), [("source_only", False), ("dann", True)])

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from scipy.stats import chi2_contingency
 from torchvision.transforms import v2
 
+from conftest import PAIR, write_image_tree
+from transferlab.data import ImageFolderDataModule
 from transferlab.data.device import DeviceLoader, random_crop_flip
 from transferlab.data.digits import DigitsDataModule
 from transferlab.train import train
@@ -86,15 +90,86 @@ def test_device_loader_shuffles_every_image_once_per_epoch_and_shards_under_ddp(
     assert len(shard0) == len(shard1) == 5 and set(shard0.tolist()) | set(shard1.tolist()) == set(range(10))
 
 
-def test_on_device_evaluation_batches_equal_the_dataloader_path():
-    plain = DigitsDataModule(batch_size=64, image_size=16, mean=[0.3] * 3, std=[0.4] * 3)
-    device = DigitsDataModule(batch_size=64, image_size=16, mean=[0.3] * 3, std=[0.4] * 3, on_device=True)
-    for datamodule in (plain, device):
-        datamodule.setup("fit")
+def digits(**options) -> DigitsDataModule:
+    datamodule = DigitsDataModule(batch_size=64, image_size=16, mean=[0.3] * 3, std=[0.4] * 3, **options)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_on_device_evaluation_batches_equal_the_dataloader_path_bit_for_bit():
+    plain, device = digits(on_device=False), digits(on_device=True)
     expected = torch.cat([x for x, _ in plain.val_dataloader()])
     got = torch.cat([x for x, _ in device.val_dataloader()])
     assert isinstance(device.val_dataloader(), DeviceLoader)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert not isinstance(plain.val_dataloader(), DeviceLoader)
+    assert torch.equal(got, expected)  # the same arithmetic in the same order
+
+
+def test_the_default_holds_data_in_memory_on_the_device_and_streams_files_it_did_not_decode(tmp_path):
+    assert isinstance(digits().train_dataloader(), DeviceLoader)  # on_device=auto
+    tree = write_image_tree(tmp_path / "tree", {"a": 3, "b": 3})
+    streamed = ImageFolderDataModule(root=str(tree), decode=False, batch_size=2, num_workers=0)
+    streamed.setup("fit")
+    assert not isinstance(streamed.train_dataloader(), DeviceLoader)  # files: the per-image path
+    decoded = ImageFolderDataModule(root=str(tree), batch_size=2, num_workers=0)
+    decoded.setup("fit")
+    assert isinstance(decoded.train_dataloader(), DeviceLoader)
+
+
+def test_the_loader_draws_from_its_generator_and_never_from_the_global_one():
+    datamodule = digits()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = [x for x, _ in datamodule.train_dataloader()]
+    assert torch.equal(torch.get_rng_state(), before)  # crops, flips and order: the generator's
+    torch.manual_seed(0)
+    fresh = digits()  # seeded from torch.initial_seed(): the run's seed
+    assert all(
+        torch.equal(a, b) for a, b in zip(first, [x for x, _ in fresh.train_dataloader()], strict=True)
+    )
+
+
+def test_the_generator_travels_in_the_datamodule_state_so_a_resumed_epoch_is_the_same():
+    torch.manual_seed(3)
+    original = digits()
+    list(original.train_dataloader())  # epoch 1
+    state = original.state_dict()
+    expected = [x for x, _ in original.train_dataloader()]  # epoch 2
+    torch.manual_seed(99)  # a resumed process starts from other global states
+    resumed = digits()
+    resumed.load_state_dict(state)  # before its loader exists, as Lightning restores it
+    got = [x for x, _ in resumed.train_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    assert torch.equal(torch.get_rng_state(), state["global"]["torch"])  # the global ones too
+
+
+def test_a_domain_pair_feeds_both_domains_from_the_device_each_with_its_own_stream(fast_cfg):
+    pair = hydra.utils.instantiate(fast_cfg(*PAIR, "method=dann").data)
+    pair.setup("fit")
+    batch = next(iter(pair.train_dataloader()))
+    source, target = batch[0]["source"], batch[0]["target"]
+    assert isinstance(target, torch.Tensor) and target.ndim == 4  # the target's images, no labels
+    assert source[0].shape == target.shape
+    cpu = torch.device("cpu")
+    assert not torch.equal(pair.source.generator(cpu).get_state(), pair.target.generator(cpu).get_state())
+    assert set(pair.state_dict()) == {"source", "target"}
+
+
+def test_the_tta_stream_is_every_test_image_once_in_an_order_its_seed_sets():
+    from transferlab.eval import test_stream
+
+    datamodule = digits()
+    labels = datamodule.datasets["test"].labels
+
+    def stream(seed: int, order: str = "shuffled") -> torch.Tensor:
+        cfg = OmegaConf.create({"seed": seed, "stream": order})
+        loader = test_stream(datamodule, cfg, 32, torch.device("cpu"))
+        assert isinstance(loader, DeviceLoader)
+        return torch.cat([y for _, y in loader])
+
+    assert torch.equal(stream(5), stream(5)) and not torch.equal(stream(5), stream(6))
+    assert torch.equal(stream(5).sort().values, labels.sort().values)  # every image once
+    assert torch.equal(stream(5, "sorted"), labels)  # the files' order
 
 
 @pytest.mark.parametrize("extra", [["data.on_device=true"], ["data.on_device=true", "channels_last=true"]])

@@ -20,17 +20,15 @@ def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
         [
             "--dry-run",
             "--parts",
-            *("throughput", "nonfinite_check", "time_to_accuracy", "ddp"),
+            *("throughput", "step_cost", "nonfinite_check", "time_to_accuracy", "airbench", "ddp"),
             *("--out", str(tmp_path)),
         ]
     )
     assert not [name for name, part in results.items() if isinstance(part, dict) and "error" in part]
     for net in ("resnet18", "cnn"):
         rates = results["throughput"][net]
-        assert all(rates[k] > 0 for k in ("plain", "template_dataloader", "template_on_device"))
-        assert rates["template_on_device_x_plain"] == pytest.approx(
-            rates["template_on_device"] / rates["plain"]
-        )
+        assert all(rates[k] > 0 for k in ("plain", "template", "template_per_image"))
+        assert rates["template_x_plain"] == pytest.approx(rates["template"] / rates["plain"])
     check_cost = results["nonfinite_check"]
     assert check_cost["watch"] > 0 and check_cost["read_every_step"] > 0
     assert check_cost["watch_x_read_every_step"] == pytest.approx(
@@ -42,15 +40,19 @@ def test_the_dry_run_measures_every_loop_the_time_to_accuracy_curve_and_ddp(
     assert curve[0]["peak_lr"] == pytest.approx(0.4)  # the one-cycle peak of cifar10_fast
     assert isinstance(results["time_to_accuracy"]["diverged"], bool)
     assert results["ddp"]["devices"] == 2 and results["ddp"]["steps"] > 0
+    assert [row["epoch"] for row in results["airbench"]["curve"]] == [1, 2]
+    cost = results["step_cost"]
+    assert set(cost["ms_per_step"]) == {"template", "bare_lightning", "plain"}
+    assert cost["counts"]["template"]["non_logging"]["copies_max"] == 0
     assert json.loads((tmp_path / "gpu_check.json").read_text())["device"] == "cpu (dry run)"
-    assert "resnet18 template_on_device_x_plain" in capsys.readouterr().out
+    assert "resnet18 template_x_plain" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # torch.compile on the CPU takes a minute; CI runs it (.ci/run)
 def test_the_dry_run_compiles_the_net(tmp_path: Path, monkeypatch):
     check = load_script("gpu_check", monkeypatch)
     results = check.main(["--dry-run", "--parts", "compile", "--out", str(tmp_path)])
-    assert "error" not in results["compile"] and results["compile"]["template_on_device"] > 0
+    assert "error" not in results["compile"] and results["compile"]["template"] > 0
 
 
 def test_without_a_gpu_the_full_check_says_how_to_dry_run(monkeypatch):

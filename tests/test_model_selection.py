@@ -40,7 +40,7 @@ def test_the_target_validation_split_is_carved_from_its_training_images_and_no_v
     assert set(target["val"].indices) & set(unlabelled.indices) == set()
     assert len(target["val"]) > 0 and target["val"].images is target["train"].images
     loaders = pair.val_dataloader()
-    assert [len(loader.dataset) for loader in loaders] == [
+    assert [sum(len(batch[1]) for batch in loader) for loader in loaders] == [
         len(pair.source.datasets["val"]),
         len(target["val"]),
         len(target["test"]),

@@ -10,6 +10,7 @@ routes are followed: a domain pair is tested on its target (``test/…``) and it
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from transferlab.methods.base import ClassificationModule
 from transferlab.nets.reference import build_net
@@ -61,7 +61,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer = hydra.utils.instantiate(
             cfg.trainer, logger=False, inference_mode=not module.needs_gradients
         )
-        trainer.test(module, dataloaders=test_stream(datamodule, cfg, module.batch_size), verbose=False)
+        stream = test_stream(datamodule, cfg, module.batch_size, trainer.strategy.root_device)
+        trainer.test(module, dataloaders=stream, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     if module is not None and module.adaptation != "none":
@@ -72,24 +73,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def test_stream(datamodule: Any, cfg: DictConfig, batch_size: int) -> DataLoader:
+def test_stream(
+    datamodule: Any, cfg: DictConfig, batch_size: int, device: torch.device | None = None
+) -> Iterable[Any]:
     """The test images as test-time adaptation reads them: shuffled with ``cfg.seed`` (image
     folders are stored class by class, and a class-sorted stream breaks batch statistics) or, with
-    ``stream=sorted``, in the files' order."""
+    ``stream=sorted``, in the files' order; resident on ``device`` where they fit."""
     datasets = getattr(datamodule, "datasets", {})
     if "test" not in datasets:
         raise ConfigError(
             "test-time adaptation reads one test stream; evaluate on single-domain data "
             "(e.g. data=cifar10_c), not a domain pair"
         )
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    return DataLoader(
-        datasets["test"],
-        batch_size=batch_size,
-        shuffle=cfg.stream == "shuffled",
-        generator=generator,
-        num_workers=getattr(datamodule, "num_workers", 0),
-    )
+    seed = int(cfg.seed) if cfg.stream == "shuffled" else None
+    return datamodule.inference_loader(datasets["test"], batch_size, device or torch.device("cpu"), seed)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")

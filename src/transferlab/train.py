@@ -41,7 +41,8 @@ from transferlab.utils.entry import (
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.hparams import close_loggers, log_final_hparams
 from transferlab.utils.log import log
-from transferlab.utils.resume import AtomicCheckpointIO, RNGStateCallback, claim_output_dir, resume_from
+from transferlab.utils.profiler import NoProfiler
+from transferlab.utils.resume import AtomicCheckpointIO, claim_output_dir, resume_from
 from transferlab.utils.run_files import (
     FAILED_FILE,
     best_checkpoint,
@@ -55,6 +56,8 @@ from transferlab.utils.schema import validate_config
 from transferlab.utils.selection import check_selection
 
 register_resolvers()
+
+DATA_INIT_IMAGES = 5000  # training images a net's data-dependent initialisation reads
 
 
 def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
@@ -137,6 +140,9 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
     datamodule.prepare_data()
     datamodule.setup("fit")  # the net's head needs the class count
     model = build_model(cfg, datamodule)
+    initialize = getattr(model.net, "initialize_from_data", None)
+    if initialize is not None:  # a resumed run's checkpoint then overwrites what it set
+        initialize(datamodule.clean_sample(DATA_INIT_IMAGES))
     if cfg.get("channels_last"):
         model.use_channels_last()
     if cfg.get("compile"):
@@ -148,12 +154,16 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
         with_logger=bool(loggers),
         with_progress_bar=cfg.trainer.get("enable_progress_bar", True),
     )
-    callbacks += [RNGStateCallback(), GlooShutdown(), *(extra_callbacks or [])]
+    callbacks += extra_callbacks or []
     plugins = [] if cfg.trainer.get("plugins") else [AtomicCheckpointIO()]
+    # every callback costs a call at each of Lightning's hooks, each step: only those that act
+    profiler = {} if cfg.trainer.get("profiler") else {"profiler": NoProfiler()}
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None, **profiler
     )
     per_device_batch_size(datamodule.batch_size, trainer.world_size)  # fail before any work
+    if trainer.world_size > 1:
+        trainer.callbacks.append(GlooShutdown())
     for logger in loggers:
         logger.log_hyperparams(to_plain(cfg))
     return Run(datamodule, model, trainer, loggers, model.contract)

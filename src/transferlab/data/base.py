@@ -8,9 +8,11 @@ once, and behaves the same for every dataset.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -18,9 +20,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from transferlab.data.decoded import decode_images, decoded_nbytes
 from transferlab.data.device import DeviceLoader, to_uint8_tensor
 from transferlab.data.selection import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
+from transferlab.utils.log import log
+from transferlab.utils.resume import restore_rng_state, rng_state
+
+Auto = bool | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,16 @@ class ClassificationDataModule(L.LightningDataModule):
         crop_padding, hflip: training augmentation (random crop after zero padding, flips).
         mean, std: per-channel normalisation; null computes them from the training images.
         on_device: hold the splits as uint8 tensors on the training device and augment each
-            batch there (``transferlab.data.device``) instead of PIL/tensor transforms in
-            DataLoader workers. The same augmentation distribution; for data that fits in
-            device memory (CIFAR-10 at 32 px: 150 MB).
+            batch there (``transferlab.data.device``) instead of per-image transforms in
+            DataLoader workers: the same augmentation distribution, no host work in a step.
+            ``auto``: wherever the split is in memory (decoded) and takes at most a quarter of
+            the device's free memory (CIFAR-10 at 32 px: 150 MB); ``false``: the per-image path.
+        decode: decode image files (an ImageFolder tree) once into a memory-mapped uint8 array
+            under ``decode_dir`` (``transferlab.data.decoded``) instead of every epoch. ``auto``:
+            when the decoded split takes at most a quarter of this machine's memory; larger
+            trees stream from their files.
+        decode_dir: where decoded arrays are kept (shared by the runs of a sweep); null: decoded
+            in memory, per run.
     """
 
     name = "dataset"
@@ -132,7 +146,9 @@ class ClassificationDataModule(L.LightningDataModule):
         hflip: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        on_device: bool = False,
+        on_device: Auto = "auto",
+        decode: Auto = "auto",
+        decode_dir: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -150,10 +166,19 @@ class ClassificationDataModule(L.LightningDataModule):
         self.hflip = hflip
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
+        for key, value in (("on_device", on_device), ("decode", decode)):
+            if value not in (True, False, "auto"):
+                raise ConfigError(f"data.{key}={value!r}; use true, false or auto")
         self.on_device = on_device
+        self.decode = decode
+        self.decode_dir = decode_dir
+        #: names this datamodule's random stream (a domain pair sets "source" and "target")
+        self.stream_name = ""
         self.datasets: dict[str, LabelledImages] = {}
         self._class_names: list[str] | None = None
-        self._uint8: dict[tuple, torch.Tensor] = {}  # on_device: decoded splits
+        self._uint8: dict[tuple, torch.Tensor] = {}  # on the device: the resident splits
+        self._generators: dict[str, torch.Generator] = {}  # per device type
+        self._pending_state: dict[str, torch.Tensor] = {}  # restored before the generator exists
         self._resized_in_memory = False  # setup() resized tensor splits to image_size
         self._with_positions = False  # with_positions(): training batches carry positions
 
@@ -194,7 +219,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # idempotent: train() sets up early to size the net's head
             return
-        raw = self.load_splits()
+        raw = {name: self._decoded(split, name) for name, split in self.load_splits().items()}
         train = raw["train"]
         class_ids = class_mapping(train.class_names, self.classes)  # in the dataset's own numbering
         self._class_names = [train.class_names[i] for i in class_ids]
@@ -226,6 +251,17 @@ class ClassificationDataModule(L.LightningDataModule):
         """The training images without augmentation (resize and normalisation only)."""
         return self.datasets["train"].with_transform(self.eval_transform())
 
+    def clean_sample(self, n: int) -> torch.Tensor:
+        """Up to ``n`` training images spread evenly over the split (image folders are stored
+        class by class), un-augmented and normalised, on the CPU: what a data-dependent
+        initialisation reads (``initialize_from_data``, e.g. airbench's whitening filters)."""
+        dataset = self.clean_train_dataset()
+        positions = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int))
+        chosen = LabelledImages(
+            dataset.images, dataset.indices[positions], dataset.labels.numpy()[positions], dataset.transform
+        )
+        return torch.cat([batch[0] for batch in self.inference_loader(chosen, 1024, torch.device("cpu"))])
+
     def train_fingerprint(self) -> str:
         """A hash of exactly which training images, labels and preprocessing this run uses."""
         train = self.datasets["train"]
@@ -249,6 +285,29 @@ class ClassificationDataModule(L.LightningDataModule):
         class_ids = [split.class_names.index(c) for c in self.class_names]
         return select_classes(split.targets, class_ids)
 
+    def _decoded(self, split: RawSplit, name: str) -> RawSplit:
+        """``split`` with its images decoded into one uint8 tensor at ``image_size`` (once, into
+        the cache when the images are files), unless ``decode`` says to stream them."""
+        if isinstance(split.images, torch.Tensor) or self.decode is False:
+            return split
+        nbytes = decoded_nbytes(len(split.images), self.image_size)
+        if self.decode == "auto" and nbytes > host_memory() // 4:
+            log.info(
+                "%s: the %s split decoded would take %.1f GB, over a quarter of this machine's memory; "
+                "its images are read from their files every epoch (data.decode=true decodes them anyway)",
+                self.name,
+                name,
+                nbytes / 1e9,
+            )
+            return split
+        fingerprint = getattr(split.images, "fingerprint", None)
+        if fingerprint is not None and self.decode_dir:
+            description = f"{self.name} {name} at {self.image_size} px"
+            images = decode_images(split.images, self.image_size, fingerprint(), self.decode_dir, description)
+        else:
+            images = to_uint8_tensor(split.images, range(len(split.images)), self.image_size)
+        return RawSplit(images, split.targets, split.class_names)
+
     def _resize_in_memory(self, splits: list[Sequence[Any]]) -> list[Sequence[Any]]:
         """Splits held as uint8 (N, C, H, W) tensors, resized to ``image_size`` once here instead
         of image by image in every epoch (the same antialiased resize, so the same pixels)."""
@@ -256,7 +315,9 @@ class ClassificationDataModule(L.LightningDataModule):
             return splits
         resized: dict[int, torch.Tensor] = {}  # train and val often share one tensor
         for split in splits:
-            if id(split) not in resized:
+            if split.shape[-2:] == (self.image_size, self.image_size):
+                resized[id(split)] = split  # decoded at this size already (memory-mapped: no copy)
+            elif id(split) not in resized:
                 resized[id(split)] = to_uint8_tensor(split, range(len(split)), self.image_size)
         self._resized_in_memory = True
         return [resized[id(split)] for split in splits]
@@ -281,15 +342,18 @@ class ClassificationDataModule(L.LightningDataModule):
         return v2.Compose([v2.ToImage(), *self._resize(), *self._finish()])
 
     # --- loaders -------------------------------------------------------------------------------
-    def make_loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader | DeviceLoader:
-        """A loader with this datamodule's settings; ``batch_size`` is global (split per device)."""
-        if self.on_device and isinstance(dataset, LabelledImages):
-            return self.device_loader(dataset, batch_size, train)
+    def make_loader(
+        self, dataset: Dataset, batch_size: int, train: bool, images_only: bool = False
+    ) -> DataLoader | DeviceLoader:
+        """A loader with this datamodule's settings; ``batch_size`` is global (split per device).
+        ``images_only``: batches of images without labels (an unlabelled domain)."""
+        if self.resident(dataset):
+            return self.device_loader(dataset, batch_size, train, images_only=images_only)
         world_size = self.trainer.world_size if self.trainer is not None else 1
         per_device = per_device_batch_size(batch_size, world_size)
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return DataLoader(
-            dataset,
+            ImagesOnly(dataset) if images_only else dataset,
             batch_size=per_device,
             shuffle=train,
             # a last batch of one image breaks BatchNorm in training; drop only that case
@@ -299,33 +363,122 @@ class ClassificationDataModule(L.LightningDataModule):
             pin_memory=on_cuda,
         )
 
+    def resident(self, dataset: Dataset, device: torch.device | None = None) -> bool:
+        """Whether ``dataset`` is read from device memory (``on_device``), batched and augmented
+        there: always with ``on_device=true``; with ``auto`` when its images are in memory and
+        take at most a quarter of the device's free memory."""
+        if self.on_device is False or not isinstance(dataset, LabelledImages):
+            return False
+        if self.on_device is True:
+            return True
+        if not isinstance(dataset.images, torch.Tensor):
+            return False  # streamed from files: too large to decode
+        device = device or self.device
+        if device.type != "cuda":
+            return True  # the host's memory holds it already
+        free, _ = torch.cuda.mem_get_info(device)
+        return decoded_nbytes(len(dataset), self.image_size, dataset.images.shape[1]) <= free // 4
+
+    @property
+    def device(self) -> torch.device:
+        """The training device (the CPU without a trainer)."""
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader | DeviceLoader:
         return self.make_loader(self.datasets[split], batch_size, train)
 
     def device_loader(
-        self, dataset: LabelledImages, batch_size: int, train: bool, device: torch.device | None = None
+        self,
+        dataset: LabelledImages,
+        batch_size: int,
+        train: bool,
+        device: torch.device | None = None,
+        images_only: bool = False,
+        whole: bool = False,
     ) -> DeviceLoader:
         """``dataset`` decoded once into uint8 on the training device (or ``device``), batched
-        and augmented there."""
-        key = id(dataset.images), dataset.indices.tobytes()
-        if key not in self._uint8:
-            self._uint8[key] = to_uint8_tensor(dataset.images, dataset.indices, self.image_size)
+        and augmented there with this datamodule's generator. ``whole``: every image on every
+        process (no DDP shard), for computations that need the whole split."""
+        device = device or self.device
+        images = self.resident_images(dataset, device)
         trainer = self.trainer
-        world_size = trainer.world_size if trainer is not None else 1
+        world_size = 1 if whole or trainer is None else trainer.world_size
         return DeviceLoader(
-            self._uint8[key],
+            images,
             dataset.labels,
             per_device_batch_size(batch_size, world_size),
             self.mean,
             self.std,
-            device or (trainer.strategy.root_device if trainer is not None else torch.device("cpu")),
+            device,
             train=train,
             padding=self.crop_padding if train else 0,
             flip=self.hflip and train,
             with_index=dataset.with_index,
-            rank=trainer.global_rank if trainer is not None else 0,
+            rank=0 if world_size == 1 else trainer.global_rank,
             world_size=world_size,
+            generator=self.generator(device) if train else None,
+            images_only=images_only,
         )
+
+    def resident_images(self, dataset: LabelledImages, device: torch.device) -> torch.Tensor:
+        """The uint8 images of ``dataset`` on ``device``, decoded and copied there once."""
+        key = id(dataset.images), dataset.indices.tobytes(), str(device)
+        if key not in self._uint8:
+            self._uint8[key] = to_uint8_tensor(dataset.images, dataset.indices, self.image_size).to(device)
+        return self._uint8[key]
+
+    def inference_loader(
+        self, dataset: LabelledImages, batch_size: int, device: torch.device, seed: int | None = None
+    ) -> Iterable[Any]:
+        """Every image of ``dataset`` once, un-augmented, on ``device`` where it fits (in order,
+        or shuffled with ``seed``): what a frozen teacher, a feature extractor or a test-time
+        adaptation stream reads. Batches as the dataset's items: ``(images, labels)``."""
+        shuffle = seed is not None
+        if self.resident(dataset, device):
+            images = self.resident_images(dataset, device)
+            generator = None
+            if shuffle:
+                generator = torch.Generator(device=device)
+                generator.manual_seed(seed)
+            return DeviceLoader(
+                images, dataset.labels, batch_size, self.mean, self.std, device,
+                generator=generator, shuffle=shuffle,
+            )  # fmt: skip
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=self.num_workers
+        )
+
+    # --- the random stream of the resident training data: one generator, kept in checkpoints ---
+    def generator(self, device: torch.device) -> torch.Generator:
+        """This datamodule's generator on ``device`` (crops, flips, the order of each epoch),
+        seeded from the run's seed (``torch.initial_seed()``, set by ``seed_everything``) and
+        ``stream_name``, or restored from a checkpoint."""
+        kind = torch.device(device).type
+        if kind not in self._generators:
+            generator = torch.Generator(device=device)
+            generator.manual_seed((torch.initial_seed() + zlib.crc32(self.stream_name.encode())) % 2**63)
+            if kind in self._pending_state:
+                generator.set_state(self._pending_state.pop(kind))
+            self._generators[kind] = generator
+        return self._generators[kind]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint by Lightning: this datamodule's generators and the global
+        ones (the per-image path's shuffling and augmentation, dropout), for an exact resume."""
+        return {
+            "generators": {kind: g.get_state() for kind, g in self._generators.items()},
+            "global": rng_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "global" in state_dict:
+            restore_rng_state(state_dict["global"])
+        for kind, state in state_dict.get("generators", {}).items():
+            if kind in self._generators:
+                self._generators[kind].set_state(state)
+            else:
+                self._pending_state[kind] = state
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, train=True)
@@ -345,7 +498,27 @@ class ClassificationDataModule(L.LightningDataModule):
         state = self.__dict__.copy()
         state["datasets"] = {}
         state["_uint8"] = {}
+        state["_generators"] = {}
         return state
+
+
+class ImagesOnly(Dataset):
+    """The images of a labelled dataset, without their labels: what training sees of an
+    unlabelled domain on the per-image path."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i][0]
+
+
+def host_memory() -> int:
+    """Bytes of this machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def channel_stats(

@@ -1,14 +1,17 @@
 """Data held on the accelerator: uint8 images in device memory, augmented per batch on the device.
 
-With ``data.on_device=true`` a split is decoded and resized once into a uint8 (N, C, S, S) tensor
-that lives on the training device; each batch is gathered, randomly cropped (zero padding, a
-random offset per image), flipped and normalised there. No worker processes, no PIL, no host to
-device copies: the data path of airbench and hlb-CIFAR10, behind the same datamodule options.
+With ``data.on_device`` (``auto``, the default, wherever the data fit) a split is decoded and
+resized once into a uint8 (N, C, S, S) tensor that lives on the training device; each batch is
+gathered, randomly cropped (zero padding, a random offset per image), flipped and normalised
+there. No worker processes, no PIL, no host→device copy and no host wait inside a step: the data
+path of airbench and hlb-CIFAR10, behind the same datamodule options.
 
 The augmentation has the distribution of the PIL/torchvision path: the crop's top-left corner is
 uniform over the (2p + 1)² offsets of the zero-padded image, the flip a fair coin per image. The
-random numbers come from torch's global generator (on the CPU), so seeding and resuming
-reproduce them exactly.
+random numbers come from a ``torch.Generator`` on the device that the datamodule owns and keeps
+in the checkpoint, so a resumed run draws what the uninterrupted one would. Normalisation is the
+per-image path's arithmetic (``x / 255``, minus the mean, over the std), so an evaluation batch
+is the same, bit for bit, on both paths.
 """
 
 from __future__ import annotations
@@ -38,29 +41,38 @@ def random_crop_flip(
 ) -> torch.Tensor:
     """Per image: a crop of the images' size from the zero-padded image at a uniform random offset
     in [0, 2·padding]² (torchvision's ``RandomCrop(size, padding)``), then a horizontal flip with
-    probability 1/2 (``RandomHorizontalFlip``). ``images``: (N, C, H, W), any dtype and device."""
-    n, _, h, w = images.shape
+    probability 1/2 (``RandomHorizontalFlip``). ``images``: (N, C, H, W), any dtype, on the
+    device of ``generator`` (the default generator of that device when None)."""
+    n, channels, h, w = images.shape
+    device = images.device
     out = images
     if padding > 0:
         padded = F.pad(images, (padding, padding, padding, padding))
-        offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(images.device)
-        rows = (offsets[0][:, None] + torch.arange(h, device=images.device))[:, None, :, None]
-        cols = (offsets[1][:, None] + torch.arange(w, device=images.device))[:, None, None, :]
-        batch = torch.arange(n, device=images.device)[:, None, None, None]
-        channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-        out = padded[batch, channels, rows, cols]
+        offsets = torch.randint(0, 2 * padding + 1, (2, n, 1), device=device, generator=generator)
+        rows = (offsets[0] + torch.arange(h, device=device)).view(n, 1, h, 1)
+        cols = (offsets[1] + torch.arange(w, device=device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=device).view(n, 1, 1, 1)
+        out = padded[batch, torch.arange(channels, device=device).view(1, channels, 1, 1), rows, cols]
     if flip:
-        flips = (torch.rand(n, generator=generator) < 0.5).to(images.device)
-        out = torch.where(flips[:, None, None, None], out.flip(-1), out)
+        flips = torch.rand(n, device=device, generator=generator) < 0.5
+        out = torch.where(flips.view(n, 1, 1, 1), out.flip(-1), out)
     return out
 
 
-class DeviceLoader:
-    """Batches of a split held on a device: ``(images, labels)`` or, with ``with_index``,
-    ``(images, labels, positions)``. Images come out normalised float32, augmented when training.
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 ``(x / 255 - mean) / std``, in the per-image path's order of
+    operations (``base.ToNormalizedFloat``). ``mean``, ``std``: (1, C, 1, 1) float32."""
+    return images.to(torch.float32).mul_(1.0 / 255).sub_(mean).div_(std)
 
-    Under DDP each rank takes every ``world_size``-th index of the same permutation (the
-    generators are seeded alike), so the ranks see disjoint shards of one shuffle.
+
+class DeviceLoader:
+    """Batches of a split held on a device: ``(images, labels)``, ``(images, labels, positions)``
+    with ``with_index``, or the images alone with ``images_only`` (an unlabelled domain). Images
+    come out normalised float32, augmented when ``train``.
+
+    ``shuffle`` (default: ``train``) draws a new order each epoch from ``generator``. Under DDP
+    each rank takes every ``world_size``-th index of the same permutation (the ranks' generators
+    are seeded alike), so the ranks see disjoint shards of one shuffle.
     """
 
     def __init__(
@@ -77,29 +89,45 @@ class DeviceLoader:
         with_index: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        generator: torch.Generator | None = None,
+        shuffle: bool | None = None,
+        images_only: bool = False,
     ) -> None:
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.positions = torch.arange(len(labels), device=device)
         self.batch_size = batch_size
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.train = train
+        self.shuffle = train if shuffle is None else shuffle
         self.padding = padding
         self.flip = flip
         self.with_index = with_index
+        self.images_only = images_only
         self.rank = rank
         self.world_size = world_size
+        if generator is None and (self.shuffle or (train and (padding or flip))):
+            generator = torch.Generator(device=device)
+            generator.seed()
+        if generator is not None and generator.device.type != torch.device(device).type:
+            raise ValueError(f"the generator is on {generator.device}, the data on {device}")
+        self.generator = generator
 
     def _order(self) -> torch.Tensor:
         n = len(self.labels)
-        order = torch.randperm(n) if self.train else torch.arange(n)
+        device = self.images.device
+        order = (
+            torch.randperm(n, device=device, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n, device=device)
+        )
         if self.world_size > 1:  # equal shards (as DistributedSampler pads): ranks step together
             total = -(-n // self.world_size) * self.world_size
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
         if self.train and len(order) % self.batch_size == 1:  # a batch of one breaks BatchNorm
             order = order[:-1]
-        return order.to(self.images.device)
+        return order
 
     def __len__(self) -> int:
         n = -(-len(self.labels) // self.world_size) if self.world_size > 1 else len(self.labels)
@@ -107,13 +135,17 @@ class DeviceLoader:
             n -= 1
         return -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+    def __iter__(self) -> Iterator[Any]:
         order = self._order()
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip)
-            images = (images.float() - self.mean) / self.std
-            labels = self.labels[index]
-            yield (images, labels, self.positions[index]) if self.with_index else (images, labels)
+                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+            images = normalize(images, self.mean, self.std)
+            if self.images_only:
+                yield images
+            elif self.with_index:
+                yield images, self.labels[index], self.positions[index]
+            else:
+                yield images, self.labels[index]

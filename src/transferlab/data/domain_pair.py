@@ -6,26 +6,14 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from transferlab.data.base import ClassificationDataModule, EvalRoute, LabelledImages
 from transferlab.data.selection import take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
-
-
-class ImagesOnly(Dataset):
-    """The images of a labelled dataset, without their labels: what training sees of the target."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> Any:
-        return self.dataset[i][0]
 
 
 def subset(dataset: LabelledImages, positions: np.ndarray) -> LabelledImages:
@@ -84,6 +72,7 @@ class DomainPairDataModule(L.LightningDataModule):
             )
         self.source = source
         self.target = target
+        source.stream_name, target.stream_name = "source", "target"  # two independent random streams
         self.batch_size = batch_size
         self.image_size = image_size
         self.target_labelled_per_class = target_labelled_per_class
@@ -187,11 +176,23 @@ class DomainPairDataModule(L.LightningDataModule):
         labelled, unlabelled = self.target_split()  # built here: the labels as they are now
         loaders = {
             "source": self.source.train_dataloader(),
-            "target": self.target.make_loader(ImagesOnly(unlabelled), self.batch_size, train=True),
+            "target": self.target.make_loader(unlabelled, self.batch_size, train=True, images_only=True),
         }
         if labelled is not None:
             loaders["target_labelled"] = self.target.make_loader(labelled, self.batch_size, train=True)
         return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def clean_sample(self, n: int) -> torch.Tensor:
+        """Un-augmented source training images (see ``ClassificationDataModule.clean_sample``)."""
+        return self.source.clean_sample(n)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both domains' random streams, for an exact resume."""
+        return {"source": self.source.state_dict(), "target": self.target.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.source.load_state_dict(state_dict.get("source", {}))
+        self.target.load_state_dict(state_dict.get("target", {}))
 
     def _route_loaders(self, stage: str) -> list[DataLoader]:
         self._share_trainer()

@@ -10,6 +10,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from transferlab.data.base import ClassificationDataModule, RawSplit
+from transferlab.data.decoded import files_fingerprint
 from transferlab.utils.errors import DataError
 
 
@@ -21,6 +22,10 @@ class ImageFiles:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """What the decoded cache is keyed by: every file's path, size and modification time."""
+        return files_fingerprint(self.paths)
 
     def __getitem__(self, i: int) -> Image.Image:
         try:

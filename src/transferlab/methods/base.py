@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from transferlab.data.base import EvalRoute
 from transferlab.losses.slot import SetupContext
+from transferlab.methods.accuracy import RunningAccuracy
 from transferlab.nets.base import Classifier
 from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
 from transferlab.utils.log import log
@@ -68,7 +69,7 @@ class ClassificationModule(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.contract = contract or RunContract(net={}, num_classes=net.num_classes)
         num_classes = net.num_classes
-        self.train_metrics = accuracy_metrics(num_classes, "train/")
+        self.train_accuracy = RunningAccuracy(num_classes)  # counters on the device, read per epoch
         # one set of metrics per evaluation route, built in setup() from the datamodule's routes
         self.routes: dict[str, list[EvalRoute]] = {}
         self.route_metrics = nn.ModuleDict()
@@ -78,7 +79,7 @@ class ClassificationModule(L.LightningModule):
         # what the run measured besides its metrics (metrics.json "reports"; kept in checkpoints)
         self.reports: dict[str, Any] = {}
         self.channels_last = False  # use_channels_last() turns it on
-        self.nonfinite = NonFiniteWatch()  # on_train_start sets how often it is read
+        self.nonfinite = NonFiniteWatch()  # read on the steps that write logs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -104,7 +105,7 @@ class ClassificationModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         terms, logits, labels = self.training_loss(batch)
         self.nonfinite.observe(terms, self.global_step)  # read in on_train_batch_end, not here
-        self.train_metrics.update(logits.detach(), labels)  # logged once, at the epoch's end
+        self.train_accuracy.update(logits.detach(), labels)  # logged once, at the epoch's end
         if self.writes_step_logs():
             self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=labels.shape[0])
         return terms["loss"]
@@ -118,12 +119,14 @@ class ClassificationModule(L.LightningModule):
         return connector is None or connector.should_update_logs or self.trainer.is_last_batch
 
     def on_train_epoch_end(self) -> None:
-        if any(metric.update_called for metric in self.train_metrics.values()):
-            self.log_dict(self.train_metrics.compute(), sync_dist=True)  # compute() syncs devices
-        self.train_metrics.reset()
+        if self.train_accuracy.seen:
+            reduce = lambda counts: self.trainer.strategy.reduce(counts, reduce_op="sum")  # noqa: E731
+            values = self.train_accuracy.compute(reduce)  # summed over the devices already
+            self.log_dict({f"train/{name}": value for name, value in values.items()})
+        self.train_accuracy.reset()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.nonfinite.due(batch_idx, last_batch=self.trainer.is_last_batch):
+        if self.writes_step_logs():  # Lightning waits for the device on these steps anyway
             self.nonfinite.check(self.current_epoch)
 
     # --- evaluation, one set of metrics per declared route -------------------------------------
@@ -242,8 +245,6 @@ class ClassificationModule(L.LightningModule):
         return {}
 
     def on_train_start(self) -> None:
-        # read the non-finite note when Lightning reads the logged values (it syncs then anyway)
-        self.nonfinite = NonFiniteWatch(every=max(1, self.trainer.log_every_n_steps))
         # after a resume: the config's optimiser settings and schedule length hold, not the
         # checkpoint's (a no-op when they agree, as in a plain resume)
         planned = getattr(self, "_planned", None)

@@ -194,7 +194,11 @@ class DistillModule(SupervisedModule):
     def compute_clean_outputs(
         self, dataset: torch.utils.data.Dataset, kept: tuple[str, ...] = ("logits",), batch_size: int = 512
     ) -> dict[str, torch.Tensor]:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None:  # resident on the device where it fits: no per-image work
+            loader = datamodule.inference_loader(dataset, batch_size, self.device)
+        else:
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in kept}
         for images, *_ in loader:
             features = self.teacher.features(images.to(self.device))

@@ -1,5 +1,6 @@
 """Plain nn.Modules: a backbone (``features``) and a linear ``head``."""
 
+from transferlab.nets.airbench import AirbenchNet, airbench
 from transferlab.nets.base import Classifier
 from transferlab.nets.cnn import cnn
 from transferlab.nets.lenet import lenet
@@ -9,7 +10,9 @@ from transferlab.nets.torchvision_net import torchvision_net
 from transferlab.nets.wrn import wrn_16_2, wrn_40_2
 
 __all__ = [
+    "AirbenchNet",
     "Classifier",
+    "airbench",
     "cnn",
     "lenet",
     "mlp",

@@ -1,10 +1,11 @@
-"""Interrupted runs: atomic checkpoints, RNG state in checkpoints, and finding where to resume.
+"""Interrupted runs: atomic checkpoints, RNG states for checkpoints, and finding where to resume.
 
 A run killed at any moment (``kill -9``, a pre-empted SLURM job) is started again with the same
 command: a job directory of a sweep holds its ``last.ckpt`` and resumes from it; a single run
 resumes with ``ckpt_path=last`` from the newest unfinished run of the same config. With
 ``trainer.deterministic=true`` on the CPU the resumed run ends bitwise where an uninterrupted
-one would, because the checkpoint also carries the random number generators' states.
+one would, because the checkpoint also carries the random number generators' states (the
+datamodule's ``state_dict`` holds them: Lightning calls it only when it writes a checkpoint).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch import Callback, LightningModule, Trainer
 
 from transferlab.utils.checkpoint import load_checkpoint, resolve_checkpoint_path
 from transferlab.utils.config import config_digest
@@ -34,49 +34,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-class RNGStateCallback(Callback):
-    """Stores the torch, CUDA, NumPy and Python generators in every checkpoint and restores them
-    on resume, so the data order and augmentation after a resume are the uninterrupted ones."""
+def rng_state() -> dict[str, Any]:
+    """The torch, CUDA, NumPy and Python generators' states, as a checkpoint can hold them
+    (``weights_only`` loading: tensors, numbers and tuples only)."""
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
-    def state_dict(self) -> dict[str, Any]:
-        numpy_state = np.random.get_state()
-        state: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "numpy": {
-                "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
-                "pos": int(numpy_state[2]),
-                "has_gauss": int(numpy_state[3]),
-                "cached_gaussian": float(numpy_state[4]),
-            },
-            "python": random.getstate(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch"])
-        np_state = state["numpy"]
-        np.random.set_state(
-            (
-                "MT19937",
-                np_state["keys"].numpy().astype(np.uint32),
-                np_state["pos"],
-                np_state["has_gauss"],
-                np_state["cached_gaussian"],
-            )
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Set the generators to ``state`` (from ``rng_state``)."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
         )
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = self.state_dict()
-
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
-        if "rng_states" in checkpoint:
-            self.load_state_dict(checkpoint["rng_states"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def claim_output_dir(output_dir: Path, flat: dict[str, Any]) -> None:
