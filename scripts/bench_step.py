@@ -5,11 +5,13 @@
 
 Parts (``--parts``):
 
-- ``loader``: µs of CPU per image of one worker (one thread) on the ImageFolder CIFAR subset
-  (``--root``), epoch by epoch: JPEGs decoded every epoch (``data.decode=false``), decoded once
-  into the memory-mapped cache with per-image transforms (``data.on_device=false``), and the
-  resident uint8 split augmented batch by batch (``data.on_device=true``; on a GPU this work is
-  the GPU's). The first epoch of the cached arm includes building the cache.
+- ``loader``: µs of CPU per training image (one thread, the workers' work done in-process) on the
+  ImageFolder CIFAR subset (``--root``), epoch by epoch, for the three routes data take: JPEGs
+  decoded every epoch (``data.decode=false``: what a tree too large to decode does), decoded once
+  into the memory-mapped cache and streamed from it (``data.on_device=false``), and resident
+  (the default); the last two crop, flip and normalise batches after the transfer (on a GPU
+  that work is the GPU's, here it is counted). Epoch 1 includes reading the tree and, for the
+  cached arms, building the cache.
 - ``counts``: per training step, host→device copies and host reads (``step_counters.HostTraffic``:
   what would cross the bus or wait for the GPU), aten operators and Python calls, for the
   template (``transferlab.train``, default callbacks and logger), a bare LightningModule (the
@@ -278,8 +280,8 @@ def part_loader(args: argparse.Namespace) -> dict[str, Any]:
     }
     arms = {
         "jpeg_every_epoch": {"decode": False, "on_device": False},
-        "decoded_per_image": {"decode": True, "on_device": False},
-        "decoded_batched": {"decode": True, "on_device": True},
+        "decoded_streamed": {"decode": True, "on_device": False},
+        "decoded_resident": {"decode": True, "on_device": True},
     }
     report: dict[str, Any] = {}
     try:

@@ -15,7 +15,8 @@ from torchvision.transforms import v2
 
 from conftest import PAIR, write_image_tree
 from transferlab.data import ImageFolderDataModule
-from transferlab.data.device import DeviceLoader, random_crop_flip
+from transferlab.data.base import RandomCropFlip
+from transferlab.data.device import DeviceLoader, TransferLoader, random_crop_flip
 from transferlab.data.digits import DigitsDataModule
 from transferlab.train import train
 
@@ -49,16 +50,22 @@ def homogeneity_p(a: Counter, b: Counter) -> float:
     return chi2_contingency(np.array([[a[k] for k in keys], [b[k] for k in keys]]))[1]
 
 
-def test_device_augmentation_has_the_distribution_of_the_torchvision_path():
+def augment_per_image(image: torch.Tensor, padding: int, times: int) -> Counter:
+    augment = RandomCropFlip(padding, flip=True)
+    return Counter(outcome(augment(image[0])[None]) for _ in range(times))
+
+
+@pytest.mark.parametrize("augment", [augment_on_device, augment_per_image], ids=["batched", "per-image"])
+def test_the_augmentation_has_the_distribution_of_torchvisions(augment):
     torch.manual_seed(0)
     image, times = marker_image(), 3000
     reference = augment_with_torchvision(image, padding=2, times=times)
-    on_device = augment_on_device(image, padding=2, times=times)
+    ours = augment(image, padding=2, times=times)
     # the marker can land on 2·(2p+1)² places (some cropped away): every one of them occurs
-    assert set(on_device) == set(reference) and len(reference) > 30
-    assert homogeneity_p(reference, on_device) > 1e-3
+    assert set(ours) == set(reference) and len(reference) > 30
+    assert homogeneity_p(reference, ours) > 1e-3
     # the test has power: a different padding is told apart at once
-    assert homogeneity_p(reference, augment_on_device(image, padding=1, times=times)) < 1e-6
+    assert homogeneity_p(reference, augment(image, padding=1, times=times)) < 1e-6
 
 
 def test_a_crop_is_the_padded_image_at_its_offset():
@@ -116,6 +123,27 @@ def test_the_default_holds_data_in_memory_on_the_device_and_streams_files_it_did
     assert isinstance(decoded.train_dataloader(), DeviceLoader)
 
 
+def test_files_too_large_to_hold_stream_as_uint8_batches_augmented_after_the_transfer(tmp_path):
+    tree = write_image_tree(tmp_path / "tree", {"a": 5, "b": 5})
+    options = {"root": str(tree), "batch_size": 4, "num_workers": 0, "mean": [0.4] * 3, "std": [0.2] * 3}
+    streamed = ImageFolderDataModule(decode=False, **options)
+    resident = ImageFolderDataModule(decode_dir=str(tmp_path / "cache"), **options)
+    for module in (streamed, resident):
+        module.setup("fit")
+    loader = streamed.train_dataloader()
+    assert isinstance(loader, TransferLoader)
+    workers_batch = next(iter(loader.loader))[0]
+    assert workers_batch.dtype == torch.uint8  # the workers decode and resize, nothing more
+    images, labels = next(iter(loader))
+    assert images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32) and labels.dtype == torch.long
+    before = streamed.generator(torch.device("cpu")).get_state()
+    list(loader)
+    assert not torch.equal(before, streamed.generator(torch.device("cpu")).get_state())  # crops drawn there
+    got = torch.cat([x for x, _ in streamed.test_dataloader()])
+    expected = torch.cat([x for x, _ in resident.test_dataloader()])
+    assert torch.equal(got, expected)  # evaluation: the same pixels either way
+
+
 def test_the_loader_draws_from_its_generator_and_never_from_the_global_one():
     datamodule = digits()
     torch.manual_seed(0)
@@ -141,6 +169,22 @@ def test_the_generator_travels_in_the_datamodule_state_so_a_resumed_epoch_is_the
     got = [x for x, _ in resumed.train_dataloader()]
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
     assert torch.equal(torch.get_rng_state(), state["global"]["torch"])  # the global ones too
+
+
+@pytest.mark.parametrize("on_device", [True, False], ids=["resident", "streamed"])
+def test_a_sample_taken_at_setup_leaves_the_training_streams_where_they_were(on_device):
+    from transferlab.methods.base import training_sample
+
+    torch.manual_seed(0)
+    datamodule = digits(on_device=on_device)
+    first, _ = training_sample(datamodule, 40)
+    again, _ = training_sample(datamodule, 40)
+    assert torch.equal(first, again)  # the same draws: nothing moved
+    torch.manual_seed(0)
+    untouched = digits(on_device=on_device)
+    expected = [x for x, _ in untouched.train_dataloader()]
+    got = [x for x, _ in datamodule.train_dataloader()]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
 def test_a_domain_pair_feeds_both_domains_from_the_device_each_with_its_own_stream(fast_cfg):

@@ -122,7 +122,7 @@ def test_the_fast_experiments_compose_with_their_recipe(experiment, tmp_path):
     from conftest import compose_config
 
     cfg = compose_config([f"experiment={experiment}"], tmp_path)
-    assert cfg.data.on_device is True and cfg.trainer.precision == "bf16-mixed" and cfg.channels_last
+    assert cfg.data.on_device == "auto" and cfg.trainer.precision == "bf16-mixed" and cfg.channels_last
     if experiment == "cifar10_airbench":
         assert cfg.net._target_ == "transferlab.nets.airbench" and cfg.method.flip_average
         assert cfg.callbacks.lookahead.every == 5 and cfg.method.scheduler.cycle_momentum is False

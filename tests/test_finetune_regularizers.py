@@ -36,6 +36,11 @@ def build(
     return module, images, labels
 
 
+# λ of DELTA in these runs: at 0.01 the feature-map distance of this CNN grew to 1e17 and beyond
+# (non-finite on 3 of 8 seeds over both data routes); at 1e-4 it stayed near 200-700 on all 8
+DELTA_LAM = 1e-4
+
+
 def delta_on_two_layers(source: Path) -> list[str]:
     """Fine-tuning the CNN from ``source`` with DELTA on its 2nd conv block and its last layer."""
     return [
@@ -43,7 +48,7 @@ def delta_on_two_layers(source: Path) -> list[str]:
         "method=finetune",
         "method/regularizer=delta",
         "method.regularizer.layers=['2','5']",
-        "method.lam=0.01",
+        f"method.lam={DELTA_LAM}",
         f"method.source_ckpt={source}",
     ]
 
@@ -87,7 +92,7 @@ def test_the_frozen_source_net_stays_frozen_and_out_of_the_optimiser(fast_cfg, c
     summary = train(cfg, [probe])
     final = summary["final"]
     assert final["train/reg"] > 0
-    assert final["train/loss"] == pytest.approx(final["train/ce"] + 0.01 * final["train/reg"], rel=1e-5)
+    assert final["train/loss"] == pytest.approx(final["train/ce"] + DELTA_LAM * final["train/reg"], rel=1e-5)
     state = torch.load(summary["best"]["last_ckpt_path"], weights_only=True)["state_dict"]
     assert not any(k.startswith("source_net") for k in state)  # rebuilt from the source, never saved
     source = torch.load(next((cnn_source / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)[

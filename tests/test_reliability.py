@@ -34,18 +34,23 @@ RESUMABLE = [
 ]
 
 
-def start(run_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "transferlab.train", *RESUMABLE, f"hydra.run.dir={run_dir}"]
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "transferlab.train", *RESUMABLE, *extra, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow  # CI runs it (.ci/run); the default suite stays under 10 minutes
-def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_one(tmp_path: Path):
-    reference = start(tmp_path / "reference")
+@pytest.mark.parametrize(
+    "route",
+    [[], ["data.on_device=false", "data.num_workers=2"]],
+    ids=["resident", "streamed-from-workers"],
+)
+def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_one(tmp_path: Path, route):
+    reference = start(tmp_path / "reference", *route)
     assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
 
-    killed = start(tmp_path / "killed")
+    killed = start(tmp_path / "killed", *route)
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.is_file() and killed.poll() is None and time.time() < deadline:
@@ -57,7 +62,7 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_o
     assert not (tmp_path / "killed" / "metrics.json").exists()
     assert torch.load(last, weights_only=True)["epoch"] < 2  # it really was cut short
 
-    resumed = start(tmp_path / "killed")  # the same command again
+    resumed = start(tmp_path / "killed", *route)  # the same command again
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert b"resuming from" in err or "resuming from" in (tmp_path / "killed" / "train.log").read_text()

@@ -7,21 +7,22 @@ once, and behaves the same for every dataset.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
 
 from transferlab.data.decoded import decode_images, decoded_nbytes
-from transferlab.data.device import DeviceLoader, to_uint8_tensor
+from transferlab.data.device import DeviceLoader, TransferLoader, to_uint8_tensor
 from transferlab.data.selection import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
@@ -72,6 +73,41 @@ class ToNormalizedFloat:
         return f"ToNormalizedFloat(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
+class AsUint8Tensor:
+    """A PIL image -> a uint8 (C, H, W) tensor; a tensor passes as it is (``v2.ToImage`` wraps
+    every tensor in a ``tv_tensors.Image`` first: 9 µs per image for nothing)."""
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return image if isinstance(image, torch.Tensor) else v2.functional.pil_to_tensor(image)
+
+    def __repr__(self) -> str:
+        return "AsUint8Tensor()"
+
+
+class RandomCropFlip:
+    """Per image: a crop of the image's size from the zero-padded image at a uniform random offset
+    in [0, 2·padding]², then a horizontal flip with probability 1/2 — the distribution of
+    torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` (tested), drawn from
+    torch's global generator (seeded per DataLoader worker), in plain tensor calls (a quarter of
+    the two v2 transforms' host time). ``image``: a (C, H, W) tensor."""
+
+    def __init__(self, padding: int, flip: bool) -> None:
+        self.padding, self.flip = padding, flip
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        image = image.as_subclass(torch.Tensor)
+        if self.padding:
+            p, (h, w) = self.padding, image.shape[-2:]
+            row, col = torch.randint(0, 2 * p + 1, (2,)).tolist()
+            image = torch.nn.functional.pad(image, (p, p, p, p))[..., row : row + h, col : col + w]
+        if self.flip and float(torch.rand(())) < 0.5:
+            image = image.flip(-1)
+        return image
+
+    def __repr__(self) -> str:
+        return f"RandomCropFlip(padding={self.padding}, flip={self.flip})"
+
+
 class LabelledImages(Dataset):
     """A view of some images of a raw split, with new labels and a transform.
 
@@ -95,8 +131,10 @@ class LabelledImages(Dataset):
         return (image, self.labels[i], i) if self.with_index else (image, self.labels[i])
 
     def with_transform(self, transform: Any) -> LabelledImages:
-        """The same images and labels under another transform."""
-        return LabelledImages(self.images, self.indices, self.labels.numpy(), transform)
+        """The same images and labels (and positions, if it gives them) under another transform."""
+        view = LabelledImages(self.images, self.indices, self.labels.numpy(), transform)
+        view.with_index = self.with_index
+        return view
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -177,7 +215,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.datasets: dict[str, LabelledImages] = {}
         self._class_names: list[str] | None = None
         self._uint8: dict[tuple, torch.Tensor] = {}  # on the device: the resident splits
-        self._generators: dict[str, torch.Generator] = {}  # per device type
+        self._generators: dict[str, torch.Generator] = {}  # per device type, and "order"
         self._pending_state: dict[str, torch.Tensor] = {}  # restored before the generator exists
         self._resized_in_memory = False  # setup() resized tensor splits to image_size
         self._with_positions = False  # with_positions(): training batches carry positions
@@ -331,36 +369,57 @@ class ClassificationDataModule(L.LightningDataModule):
         return [ToNormalizedFloat(self.mean, self.std)]
 
     def train_transform(self) -> v2.Compose:
-        augment: list[Any] = []
-        if self.crop_padding:
-            augment.append(v2.RandomCrop(self.image_size, padding=self.crop_padding))
-        if self.hflip:
-            augment.append(v2.RandomHorizontalFlip())
-        return v2.Compose([v2.ToImage(), *self._resize(), *augment, *self._finish()])
+        augment = [RandomCropFlip(self.crop_padding, self.hflip)] if self.crop_padding or self.hflip else []
+        return v2.Compose([AsUint8Tensor(), *self._resize(), *augment, *self._finish()])
 
     def eval_transform(self) -> v2.Compose:
-        return v2.Compose([v2.ToImage(), *self._resize(), *self._finish()])
+        return v2.Compose([AsUint8Tensor(), *self._resize(), *self._finish()])
+
+    def uint8_transform(self) -> v2.Compose:
+        """Decode and resize only: what DataLoader workers do when the augmentation and the
+        normalisation happen batched on the device (``TransferLoader``)."""
+        return v2.Compose([AsUint8Tensor(), *self._resize()])
 
     # --- loaders -------------------------------------------------------------------------------
     def make_loader(
         self, dataset: Dataset, batch_size: int, train: bool, images_only: bool = False
-    ) -> DataLoader | DeviceLoader:
+    ) -> DataLoader | DeviceLoader | TransferLoader:
         """A loader with this datamodule's settings; ``batch_size`` is global (split per device).
-        ``images_only``: batches of images without labels (an unlabelled domain)."""
+        ``images_only``: batches of images without labels (an unlabelled domain). Resident on the
+        device where it fits (``DeviceLoader``), else streamed from DataLoader workers as uint8
+        and augmented on the device (``TransferLoader``)."""
         if self.resident(dataset):
             return self.device_loader(dataset, batch_size, train, images_only=images_only)
+        if not isinstance(dataset, LabelledImages):  # a dataset of someone else's: as it is
+            return self._dataloader(dataset, batch_size, train)
+        uint8 = dataset.with_transform(self.uint8_transform())
+        device = self.device
+        return TransferLoader(
+            self._dataloader(ImagesOnly(uint8) if images_only else uint8, batch_size, train),
+            device,
+            self.mean,
+            self.std,
+            train=train,
+            padding=self.crop_padding,
+            flip=self.hflip,
+            generator=self.generator(device) if train else None,
+            images_only=images_only,
+        )
+
+    def _dataloader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         per_device = per_device_batch_size(batch_size, world_size)
-        on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        # under DDP Lightning puts a DistributedSampler (seed + epoch) in its place
+        sampler = RandomSampler(dataset, generator=self.order_generator()) if train else None
         return DataLoader(
-            ImagesOnly(dataset) if images_only else dataset,
+            dataset,
             batch_size=per_device,
-            shuffle=train,
+            sampler=sampler,
             # a last batch of one image breaks BatchNorm in training; drop only that case
             drop_last=train and len(dataset) % per_device == 1,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=on_cuda,
+            pin_memory=self.device.type == "cuda",
         )
 
     def resident(self, dataset: Dataset, device: torch.device | None = None) -> bool:
@@ -444,41 +503,68 @@ class ClassificationDataModule(L.LightningDataModule):
                 images, dataset.labels, batch_size, self.mean, self.std, device,
                 generator=generator, shuffle=shuffle,
             )  # fmt: skip
-        generator = torch.Generator().manual_seed(seed) if shuffle else None
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=self.num_workers
+        order = torch.Generator().manual_seed(seed) if shuffle else None
+        uint8 = dataset.with_transform(self.uint8_transform())
+        loader = DataLoader(
+            uint8,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=order,
+            num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
         )
+        return TransferLoader(loader, device, self.mean, self.std)
 
-    # --- the random stream of the resident training data: one generator, kept in checkpoints ---
+    # --- the random streams of the training data: generators kept in checkpoints -------------
     def generator(self, device: torch.device) -> torch.Generator:
-        """This datamodule's generator on ``device`` (crops, flips, the order of each epoch),
-        seeded from the run's seed (``torch.initial_seed()``, set by ``seed_everything``) and
-        ``stream_name``, or restored from a checkpoint."""
-        kind = torch.device(device).type
-        if kind not in self._generators:
+        """This datamodule's generator on ``device`` (crops, flips, the order of each epoch of
+        resident data), seeded from the run's seed (``torch.initial_seed()``, set by
+        ``seed_everything``) and ``stream_name``, or restored from a checkpoint."""
+        return self._stream(torch.device(device).type, device)
+
+    def order_generator(self) -> torch.Generator:
+        """The generator of the order in which DataLoader workers read a streamed split (its own:
+        a DataLoader draws from the global generator when it starts its workers, which a resumed
+        run does once more than an uninterrupted one)."""
+        return self._stream("order", "cpu")
+
+    def _stream(self, key: str, device: torch.device | str) -> torch.Generator:
+        if key not in self._generators:
             generator = torch.Generator(device=device)
-            generator.manual_seed((torch.initial_seed() + zlib.crc32(self.stream_name.encode())) % 2**63)
-            if kind in self._pending_state:
-                generator.set_state(self._pending_state.pop(kind))
-            self._generators[kind] = generator
-        return self._generators[kind]
+            name = f"{self.stream_name}/{key}" if key == "order" else self.stream_name
+            generator.manual_seed((torch.initial_seed() + zlib.crc32(name.encode())) % 2**63)
+            if key in self._pending_state:
+                generator.set_state(self._pending_state.pop(key))
+            self._generators[key] = generator
+        return self._generators[key]
+
+    @contextlib.contextmanager
+    def streams_kept(self) -> Iterator[None]:
+        """Draws inside leave the training's random streams (and the global ones) where they
+        were: a sample taken at setup does not change how the run trains."""
+        self.generator(self.device), self.order_generator()  # they exist before they are kept
+        state = self.state_dict()
+        try:
+            yield
+        finally:
+            self.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint by Lightning: this datamodule's generators and the global
         ones (the per-image path's shuffling and augmentation, dropout), for an exact resume."""
         return {
-            "generators": {kind: g.get_state() for kind, g in self._generators.items()},
+            "generators": {key: g.get_state() for key, g in self._generators.items()},
             "global": rng_state(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "global" in state_dict:
             restore_rng_state(state_dict["global"])
-        for kind, state in state_dict.get("generators", {}).items():
-            if kind in self._generators:
-                self._generators[kind].set_state(state)
+        for key, state in state_dict.get("generators", {}).items():
+            if key in self._generators:
+                self._generators[key].set_state(state)
             else:
-                self._pending_state[kind] = state
+                self._pending_state[key] = state
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, train=True)

@@ -149,3 +149,43 @@ class DeviceLoader:
                 yield images, self.labels[index], self.positions[index]
             else:
                 yield images, self.labels[index]
+
+
+class TransferLoader:
+    """Batches of a split too large to hold on the device: a DataLoader's workers decode and
+    resize the images to uint8 (a quarter of float32's bytes to move), each batch is moved to
+    ``device`` (from pinned memory, without waiting) and cropped, flipped and normalised there as
+    ``DeviceLoader`` does, with the same generator."""
+
+    def __init__(
+        self,
+        loader: Any,
+        device: torch.device,
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool = False,
+        padding: int = 0,
+        flip: bool = False,
+        generator: torch.Generator | None = None,
+        images_only: bool = False,
+    ) -> None:
+        self.loader = loader
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.train, self.padding, self.flip = train, padding, flip
+        self.generator = generator
+        self.images_only = images_only
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            images, rest = (batch, ()) if self.images_only else (batch[0], tuple(batch[1:]))
+            images = images.to(self.device, non_blocking=True)
+            rest = tuple(t.to(self.device, non_blocking=True) for t in rest)
+            if self.train:
+                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+            images = normalize(images, self.mean, self.std)
+            yield images if self.images_only else (images, *rest)

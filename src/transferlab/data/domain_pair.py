@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -185,6 +187,12 @@ class DomainPairDataModule(L.LightningDataModule):
     def clean_sample(self, n: int) -> torch.Tensor:
         """Un-augmented source training images (see ``ClassificationDataModule.clean_sample``)."""
         return self.source.clean_sample(n)
+
+    @contextlib.contextmanager
+    def streams_kept(self) -> Iterator[None]:
+        """Draws inside leave both domains' random streams where they were."""
+        with self.source.streams_kept(), self.target.streams_kept():
+            yield
 
     def state_dict(self) -> dict[str, Any]:
         """Both domains' random streams, for an exact resume."""

@@ -14,7 +14,8 @@ from torch import nn
 
 
 class RunningAccuracy(nn.Module):
-    """Top-1 and, with more than five classes, top-5 accuracy of the batches seen since ``reset``.
+    """Top-1 and, with more than five classes (or ``top5``), top-5 accuracy of the batches seen
+    since ``reset``.
 
     Example:
         >>> accuracy = RunningAccuracy(num_classes=3)
@@ -23,9 +24,9 @@ class RunningAccuracy(nn.Module):
         {'acc': tensor(0.5000)}
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, top5: bool | None = None) -> None:
         super().__init__()
-        self.top5 = num_classes > 5
+        self.top5 = num_classes > 5 if top5 is None else top5
         # correct at 1 (and at 5); not persistent: an epoch's counts never enter a checkpoint
         self.register_buffer("correct", torch.zeros(1 + self.top5, dtype=torch.long), persistent=False)
         self.seen = 0  # a host count: the batch sizes are known without reading the device

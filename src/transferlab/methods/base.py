@@ -119,11 +119,17 @@ class ClassificationModule(L.LightningModule):
         return connector is None or connector.should_update_logs or self.trainer.is_last_batch
 
     def on_train_epoch_end(self) -> None:
-        if self.train_accuracy.seen:
-            reduce = lambda counts: self.trainer.strategy.reduce(counts, reduce_op="sum")  # noqa: E731
-            values = self.train_accuracy.compute(reduce)  # summed over the devices already
-            self.log_dict({f"train/{name}": value for name, value in values.items()})
-        self.train_accuracy.reset()
+        values = self.epoch_values(self.train_accuracy)
+        self.log_dict({f"train/{name}": value for name, value in values.items()})
+
+    def epoch_values(self, counter: RunningAccuracy) -> dict[str, torch.Tensor]:
+        """``counter``'s values over the epoch, summed over the devices (so logged as they are);
+        the counter starts again."""
+        values = {}
+        if counter.seen:
+            values = counter.compute(lambda counts: self.trainer.strategy.reduce(counts, reduce_op="sum"))
+        counter.reset()
+        return values
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.writes_step_logs():  # Lightning waits for the device on these steps anyway
@@ -292,13 +298,15 @@ class ClassificationModule(L.LightningModule):
 
 
 def training_sample(datamodule: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images and labels of a fresh training loader (augmented as in training)."""
+    """The first ``n`` images and labels of a fresh training loader (augmented as in training),
+    drawn without moving the training's random streams (the run trains as it would without it)."""
     images, labels = [], []
-    for batch in datamodule.train_dataloader():
-        images.append(batch[0])
-        labels.append(batch[1])
-        if sum(len(x) for x in images) >= n:
-            break
+    with datamodule.streams_kept():
+        for batch in datamodule.train_dataloader():
+            images.append(batch[0])
+            labels.append(batch[1])
+            if sum(len(x) for x in images) >= n:
+                break
     return torch.cat(images)[:n], torch.cat(labels)[:n]
 
 

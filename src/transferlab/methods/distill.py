@@ -19,6 +19,7 @@ from torch import nn
 
 from transferlab.losses.distillation import DistillationInputs, DistillationLoss
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, INDICES
+from transferlab.methods.accuracy import RunningAccuracy
 from transferlab.methods.base import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, build_net, capture, check_layers
@@ -100,6 +101,7 @@ class DistillModule(SupervisedModule):
         self.cache_teacher_logits = cache_teacher_logits
         self.cache_dir = cache_dir
         self.clean_teacher: dict[str, torch.Tensor] = {}  # teacher_input=clean: logits, features
+        self.teacher_agreement = RunningAccuracy(self.net.num_classes, top5=False)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -154,11 +156,15 @@ class DistillModule(SupervisedModule):
         for name, member in self.losses.items():
             terms[name] = member(inputs)
             loss = loss + member.lam * terms[name]
-        agreement = (logits.argmax(1) == inputs.teacher_logits.argmax(1)).float().mean()
-        self.log(
-            "train/teacher_agreement", agreement, on_step=False, on_epoch=True, batch_size=labels.shape[0]
-        )
+        # how often the student's top class is the teacher's: counted on the device, logged per epoch
+        self.teacher_agreement.update(logits.detach(), inputs.teacher_logits.detach().argmax(1))
         return {"loss": loss, **terms}, logits, labels
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        agreement = self.epoch_values(self.teacher_agreement)
+        if agreement:
+            self.log("train/teacher_agreement", agreement["acc"])
 
     def evaluate(self, stage: str, batch: Any, dataloader_idx: int) -> Any:
         logits, labels, route = super().evaluate(stage, batch, dataloader_idx)
