@@ -11,7 +11,8 @@ Parts (``--parts``):
   into the memory-mapped cache and streamed from it (``data.on_device=false``), and resident
   (the default); the last two crop, flip and normalise batches after the transfer (on a GPU
   that work is the GPU's, here it is counted). Epoch 1 includes reading the tree and, for the
-  cached arms, building the cache.
+  cached arms, building the cache; ``decoded_resident_again`` is a later run (a sweep's next
+  job) that finds the cache built.
 - ``counts``: per training step, host→device copies and host reads (``step_counters.HostTraffic``:
   what would cross the bus or wait for the GPU), aten operators and Python calls, for the
   template (``transferlab.train``, default callbacks and logger), a bare LightningModule (the
@@ -282,11 +283,12 @@ def part_loader(args: argparse.Namespace) -> dict[str, Any]:
         "jpeg_every_epoch": {"decode": False, "on_device": False},
         "decoded_streamed": {"decode": True, "on_device": False},
         "decoded_resident": {"decode": True, "on_device": True},
+        "decoded_resident_again": {"decode": True, "on_device": True},  # a later job: the cache is built
     }
     report: dict[str, Any] = {}
     try:
         for name, options in arms.items():
-            if name != "jpeg_every_epoch":
+            if name in ("decoded_streamed", "decoded_resident"):
                 shutil.rmtree(args.out / "decoded", ignore_errors=True)  # the first epoch builds it
             cpu_start = time.process_time()
             datamodule = ImageFolderDataModule(**common, **options)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def template_run(
     args: argparse.Namespace, out: Path, on_device: str = "auto", callbacks: list[Callback] | None = None
 ) -> dict[str, float]:
     """``on_device``: the ``data.on_device`` setting (``auto``, the default; ``false``; ``true``)."""
+    shutil.rmtree(out, ignore_errors=True)  # a finished run in ``out`` would be skipped, not timed
     cfg = compose_config([*overrides(args), f"data.on_device={on_device}"], out)
     timer = StepTimer()
     train(cfg, extra_callbacks=[*(callbacks or []), timer])

@@ -19,6 +19,14 @@ from PIL import Image
 
 from transferlab.utils.config import compose_config as compose_train_config
 
+# pytest-xdist's workers share the machine's cores: a torch process per worker on every core
+# would make their OpenMP threads spin against each other (each training several times slower).
+# Each worker gets its share, and so do the processes its tests start (OMP_NUM_THREADS).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import hydra
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import Callback
 from omegaconf import OmegaConf
 from scipy.stats import chi2_contingency
 from torchvision.transforms import v2
@@ -144,6 +146,24 @@ def test_files_too_large_to_hold_stream_as_uint8_batches_augmented_after_the_tra
     assert torch.equal(got, expected)  # evaluation: the same pixels either way
 
 
+def test_the_streamed_route_gives_each_process_its_shard_and_a_new_order_each_epoch(tmp_path):
+    tree = write_image_tree(tmp_path / "tree", {"a": 5, "b": 5})
+
+    def positions(rank: int, epoch: int) -> list[int]:
+        module = ImageFolderDataModule(root=str(tree), decode=False, batch_size=4, num_workers=0)
+        module.setup("fit")
+        module.with_positions()
+        cpu = SimpleNamespace(root_device=torch.device("cpu"))
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank, strategy=cpu)
+        loader = module.train_dataloader()
+        loader.sampler.set_epoch(epoch)  # what Lightning does through TransferLoader.sampler
+        return torch.cat([batch[2] for batch in loader]).tolist()
+
+    first, second = positions(0, 0), positions(1, 0)  # 8 training images (2 carved for validation)
+    assert len(first) == len(second) == 4 and set(first) | set(second) == set(range(8))
+    assert positions(0, 0) == first and positions(0, 1) != first  # seeded alike; reshuffled per epoch
+
+
 def test_the_loader_draws_from_its_generator_and_never_from_the_global_one():
     datamodule = digits()
     torch.manual_seed(0)
@@ -216,8 +236,18 @@ def test_the_tta_stream_is_every_test_image_once_in_an_order_its_seed_sets():
     assert torch.equal(stream(5, "sorted"), labels)  # the files' order
 
 
+class Layouts(Callback):
+    def __init__(self) -> None:
+        self.seen: set[bool] = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.add(batch[0].is_contiguous(memory_format=torch.channels_last))
+
+
 @pytest.mark.parametrize("extra", [["data.on_device=true"], ["data.on_device=true", "channels_last=true"]])
 def test_training_with_the_data_on_the_device_learns(fast_cfg, extra):
-    summary = train(fast_cfg("trainer.max_epochs=4", *extra))
+    layouts = Layouts()
+    summary = train(fast_cfg("trainer.max_epochs=4", *extra), [layouts])
+    assert layouts.seen == {"channels_last=true" in extra}  # the batches arrive as the net wants them
     assert summary["final"]["val/acc"] > 0.45  # four classes: chance is 0.25
     assert Path(summary["best"]["ckpt_path"]).is_file()

@@ -28,7 +28,9 @@ def test_zero_init_residual_makes_every_block_the_identity_on_its_shortcut():
     assert torch.equal(first(x), torch.relu(first.shortcut(x)))  # the residual branch adds 0
     assert all(m.momentum == 0.5 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
     plain = resnet18(num_classes=3, width=8)
-    assert all(float(b.bn2.weight.min()) == 1.0 for b in plain.modules() if isinstance(b, BasicBlock))
+    assert all(
+        float(b.bn2.weight.detach().min()) == 1.0 for b in plain.modules() if isinstance(b, BasicBlock)
+    )
 
 
 def test_whitening_filters_decorrelate_the_training_patches():

@@ -145,6 +145,7 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
         initialize(datamodule.clean_sample(DATA_INIT_IMAGES))
     if cfg.get("channels_last"):
         model.use_channels_last()
+        datamodule.use_channels_last()
     if cfg.get("compile"):
         model.net.compile()  # in place: parameter names and checkpoints stay as they are
 
@@ -156,13 +157,13 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
     )
     callbacks += extra_callbacks or []
     plugins = [] if cfg.trainer.get("plugins") else [AtomicCheckpointIO()]
-    # every callback costs a call at each of Lightning's hooks, each step: only those that act
+    # Lightning wraps every hook call in its profiler's context, even one that records nothing
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": NoProfiler()}
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins or None, **profiler
     )
     per_device_batch_size(datamodule.batch_size, trainer.world_size)  # fail before any work
-    if trainer.world_size > 1:
+    if trainer.world_size > 1:  # a callback costs a call at every hook of every step: only where it acts
         trainer.callbacks.append(GlooShutdown())
     for logger in loggers:
         logger.log_hyperparams(to_plain(cfg))

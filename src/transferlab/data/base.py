@@ -18,7 +18,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from torchvision.transforms import v2
 
 from transferlab.data.decoded import decode_images, decoded_nbytes
@@ -130,6 +130,12 @@ class LabelledImages(Dataset):
         image = self.transform(self.images[int(self.indices[i])])
         return (image, self.labels[i], i) if self.with_index else (image, self.labels[i])
 
+    def subset(self, positions: np.ndarray) -> LabelledImages:
+        """The images at ``positions`` of this view, with their labels and transform."""
+        return LabelledImages(
+            self.images, self.indices[positions], self.labels.numpy()[positions], self.transform
+        )
+
     def with_transform(self, transform: Any) -> LabelledImages:
         """The same images and labels (and positions, if it gives them) under another transform."""
         view = LabelledImages(self.images, self.indices, self.labels.numpy(), transform)
@@ -153,7 +159,9 @@ class ClassificationDataModule(L.LightningDataModule):
             batch there (``transferlab.data.device``) instead of per-image transforms in
             DataLoader workers: the same augmentation distribution, no host work in a step.
             ``auto``: wherever the split is in memory (decoded) and takes at most a quarter of
-            the device's free memory (CIFAR-10 at 32 px: 150 MB); ``false``: the per-image path.
+            the device's free memory (CIFAR-10 at 32 px: 150 MB); ``false``: streamed from
+            ``num_workers`` DataLoader workers as uint8 batches, augmented on the device after the
+            transfer (``TransferLoader``), as data too large to decode are.
         decode: decode image files (an ImageFolder tree) once into a memory-mapped uint8 array
             under ``decode_dir`` (``transferlab.data.decoded``) instead of every epoch. ``auto``:
             when the decoded split takes at most a quarter of this machine's memory; larger
@@ -219,6 +227,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self._pending_state: dict[str, torch.Tensor] = {}  # restored before the generator exists
         self._resized_in_memory = False  # setup() resized tensor splits to image_size
         self._with_positions = False  # with_positions(): training batches carry positions
+        self.memory_format = torch.contiguous_format  # use_channels_last() changes it
 
     # --- what a concrete datamodule provides -------------------------------------------------
     def load_splits(self) -> dict[str, RawSplit]:
@@ -245,6 +254,10 @@ class ClassificationDataModule(L.LightningDataModule):
         """The loaders of ``val_dataloader`` (``stage="val"``) or ``test_dataloader``
         (``"test"``), in order: here one each, the split of the same name."""
         return [EvalRoute(stage, f"{stage}/")]
+
+    def use_channels_last(self) -> None:
+        """Batches come out in channels_last layout, as a channels_last net wants them."""
+        self.memory_format = torch.channels_last
 
     def with_positions(self) -> None:
         """Training batches carry each image's position in the training split as a third item,
@@ -295,9 +308,7 @@ class ClassificationDataModule(L.LightningDataModule):
         initialisation reads (``initialize_from_data``, e.g. airbench's whitening filters)."""
         dataset = self.clean_train_dataset()
         positions = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int))
-        chosen = LabelledImages(
-            dataset.images, dataset.indices[positions], dataset.labels.numpy()[positions], dataset.transform
-        )
+        chosen = dataset.subset(positions)
         return torch.cat([batch[0] for batch in self.inference_loader(chosen, 1024, torch.device("cpu"))])
 
     def train_fingerprint(self) -> str:
@@ -404,13 +415,20 @@ class ClassificationDataModule(L.LightningDataModule):
             flip=self.hflip,
             generator=self.generator(device) if train else None,
             images_only=images_only,
+            memory_format=self.memory_format,
         )
 
     def _dataloader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         per_device = per_device_batch_size(batch_size, world_size)
-        # under DDP Lightning puts a DistributedSampler (seed + epoch) in its place
-        sampler = RandomSampler(dataset, generator=self.order_generator()) if train else None
+        sampler: Any = None
+        if world_size > 1:  # each rank its shard (Lightning does not reach inside a TransferLoader)
+            seed = int(self.order_generator().initial_seed()) % 2**31
+            sampler = DistributedSampler(
+                dataset, world_size, self.trainer.global_rank, shuffle=train, seed=seed
+            )  # Lightning sets its epoch through TransferLoader.sampler
+        elif train:
+            sampler = RandomSampler(dataset, generator=self.order_generator())
         return DataLoader(
             dataset,
             batch_size=per_device,
@@ -477,6 +495,7 @@ class ClassificationDataModule(L.LightningDataModule):
             world_size=world_size,
             generator=self.generator(device) if train else None,
             images_only=images_only,
+            memory_format=self.memory_format,
         )
 
     def resident_images(self, dataset: LabelledImages, device: torch.device) -> torch.Tensor:
@@ -501,7 +520,7 @@ class ClassificationDataModule(L.LightningDataModule):
                 generator.manual_seed(seed)
             return DeviceLoader(
                 images, dataset.labels, batch_size, self.mean, self.std, device,
-                generator=generator, shuffle=shuffle,
+                generator=generator, shuffle=shuffle, memory_format=self.memory_format,
             )  # fmt: skip
         order = torch.Generator().manual_seed(seed) if shuffle else None
         uint8 = dataset.with_transform(self.uint8_transform())
@@ -513,7 +532,7 @@ class ClassificationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=device.type == "cuda",
         )
-        return TransferLoader(loader, device, self.mean, self.std)
+        return TransferLoader(loader, device, self.mean, self.std, memory_format=self.memory_format)
 
     # --- the random streams of the training data: generators kept in checkpoints -------------
     def generator(self, device: torch.device) -> torch.Generator:

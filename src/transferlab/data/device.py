@@ -92,6 +92,7 @@ class DeviceLoader:
         generator: torch.Generator | None = None,
         shuffle: bool | None = None,
         images_only: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.images = images.to(device)
         self.labels = labels.to(device)
@@ -105,6 +106,7 @@ class DeviceLoader:
         self.flip = flip
         self.with_index = with_index
         self.images_only = images_only
+        self.memory_format = memory_format
         self.rank = rank
         self.world_size = world_size
         if generator is None and (self.shuffle or (train and (padding or flip))):
@@ -142,7 +144,7 @@ class DeviceLoader:
             images = self.images[index]
             if self.train:
                 images = random_crop_flip(images, self.padding, self.flip, self.generator)
-            images = normalize(images, self.mean, self.std)
+            images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             if self.images_only:
                 yield images
             elif self.with_index:
@@ -168,6 +170,7 @@ class TransferLoader:
         flip: bool = False,
         generator: torch.Generator | None = None,
         images_only: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.loader = loader
         self.device = torch.device(device)
@@ -176,9 +179,20 @@ class TransferLoader:
         self.train, self.padding, self.flip = train, padding, flip
         self.generator = generator
         self.images_only = images_only
+        self.memory_format = memory_format
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    @property
+    def sampler(self) -> Any:
+        """The DataLoader's sampler: Lightning sets a ``DistributedSampler``'s epoch through it."""
+        return self.loader.sampler
+
+    @property
+    def batch_sampler(self) -> Any:
+        """The DataLoader's batch sampler (Lightning reads it beside ``sampler``)."""
+        return self.loader.batch_sampler
 
     def __iter__(self) -> Iterator[Any]:
         for batch in self.loader:
@@ -187,5 +201,5 @@ class TransferLoader:
             rest = tuple(t.to(self.device, non_blocking=True) for t in rest)
             if self.train:
                 images = random_crop_flip(images, self.padding, self.flip, self.generator)
-            images = normalize(images, self.mean, self.std)
+            images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             yield images if self.images_only else (images, *rest)

@@ -18,13 +18,6 @@ from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 
 
-def subset(dataset: LabelledImages, positions: np.ndarray) -> LabelledImages:
-    """The images of ``dataset`` at ``positions``, with their labels and transform."""
-    return LabelledImages(
-        dataset.images, dataset.indices[positions], dataset.labels.numpy()[positions], dataset.transform
-    )
-
-
 class DomainPairDataModule(L.LightningDataModule):
     """Training batches ``{"source": (images, labels), "target": images}``, plus
     ``"target_labelled": (images, labels)`` with ``target_labelled_per_class`` > 0.
@@ -104,6 +97,11 @@ class DomainPairDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return self.source.num_classes
 
+    def use_channels_last(self) -> None:
+        """Both domains' batches in channels_last layout."""
+        self.source.use_channels_last()
+        self.target.use_channels_last()
+
     def evaluation_routes(self, stage: str) -> list[EvalRoute]:
         if stage == "val":
             routes = [EvalRoute("val", "val/", "source"), EvalRoute("val", "val/target_", "target")]
@@ -167,7 +165,7 @@ class DomainPairDataModule(L.LightningDataModule):
         if self._labelled_positions is None:
             return None, train
         rest = np.setdiff1d(np.arange(len(train)), self._labelled_positions)
-        return subset(train, self._labelled_positions), subset(train, rest)
+        return train.subset(self._labelled_positions), train.subset(rest)
 
     def _share_trainer(self) -> None:
         self.source.trainer = self.trainer

@@ -15,7 +15,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -85,18 +84,10 @@ class ClassificationModule(L.LightningModule):
         return self.net(x)
 
     def use_channels_last(self) -> None:
-        """Weights and input batches in channels_last layout (faster convolutions on GPUs)."""
+        """Weights in channels_last layout (faster convolutions on GPUs); the datamodule makes its
+        batches in that layout too (``ClassificationDataModule.use_channels_last``)."""
         self.to(memory_format=torch.channels_last)
         self.channels_last = True
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if not self.channels_last:
-            return batch
-        return apply_to_collection(
-            batch,
-            torch.Tensor,
-            lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t,
-        )
 
     def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""

@@ -24,8 +24,6 @@ def silence_known_warnings() -> None:
         ".*The number of training batches.*smaller than the logging interval.*",
         ".*Checkpoint directory .* exists and is not empty.*",  # resuming into the same run
         ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",  # inside Lightning, not ours
-        # the module's hook (channels_last batches) is meant to be the one that runs
-        ".*overridden `on_after_batch_transfer` in `LightningModule` but have passed in a.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     # an advertisement for a cloud service, printed by every run that saves checkpoints
