@@ -284,3 +284,51 @@ def write_stl10(root: Path, per_class: int = 2) -> Path:
             rng.integers(0, 255, len(labels) * 3 * 96 * 96, dtype=np.uint8).tobytes()
         )
     return root
+
+
+# --- entry points run as their own processes, forked from one that imported them once ---------
+ENTRY_MODULES = ("train", "eval", "rank", "summarize", "data.prepare")
+
+
+def run_entry(module: str, args: list[str], stderr_path: str, cwd: str) -> None:
+    """In a child process: ``python -m transferlab.<module> *args``,
+    with stderr to ``stderr_path`` and stdout discarded; exits with the status it ends with (an
+    uncaught exception prints its traceback there and exits 1, as the interpreter would)."""
+    import runpy
+    import traceback
+    import warnings
+
+    os.chdir(cwd)
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore does at a fresh interpreter's start
+    err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    out = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(err, 2)
+    os.dup2(out, 1)
+    sys.argv = [f"transferlab/{module}.py", *args]
+    code = 0
+    try:  # as `python -m` runs it: the module's code as __main__ (its imports are already loaded)
+        runpy.run_module(f"transferlab.{module}", run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def entry_runner():
+    """A process context whose children fork from a server that imported every entry point once
+    (about 6 s of imports each, paid once): ``run_entry`` in each child."""
+    import multiprocessing
+    import warnings
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([f"transferlab.{m}" for m in ENTRY_MODULES])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forkserver.ensure_running()  # once, before any thread starts children
+    return context

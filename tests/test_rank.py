@@ -119,7 +119,7 @@ def test_a_candidate_that_cannot_read_the_targets_images_is_refused_in_one_line(
     )
     errors = [line for line in wrong_size.stderr.splitlines() if line.strip()]
     assert wrong_size.returncode != 0 and len(errors) == 1, wrong_size.stderr
-    assert "takes 16-px images and the target's are 8 px" in errors[0]
+    assert "data.image_size=16 (this run: 8)" in errors[0]
     # every target here has three channels (digits are repeated over them): a one-channel net
     # comes from elsewhere, so the check is called directly
     gray = Candidate("gray.ckpt", build_net(open_checkpoint(str(sources["low"]), "c")), True, None, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, RunsCodeWhenUnpickled, compose_config, write_image_tree
+from conftest import FAST, PAIR, RunsCodeWhenUnpickled, compose_config, write_image_tree
 from transferlab.data.cifar import CIFAR10DataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
 from transferlab.train import train
@@ -23,6 +23,8 @@ from transferlab.utils.errors import CheckpointError, ConfigError, DataError, Tr
 from transferlab.utils.nonfinite import NonFiniteWatch
 from transferlab.utils.resume import AtomicCheckpointIO
 from transferlab.utils.schema import validate_config
+from transferlab.utils.selection import read_selection
+from transferlab.validators.base import Validator
 
 ROOT = Path(__file__).resolve().parents[1]
 # long enough that a kill lands inside an epoch; deterministic, so two runs can be compared bitwise
@@ -77,11 +79,75 @@ def test_a_run_killed_mid_epoch_resumes_and_ends_bitwise_like_an_uninterrupted_o
     assert all(torch.equal(weights["reference"][k], weights["killed"][k]) for k in weights["reference"])
 
 
+def train_command(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "transferlab.train", *RESUMABLE, *extra]
+
+
+def kill_when_checkpointed(command: list[str], checkpoints: str, root: Path) -> None:
+    """Start ``command``, kill -9 it once a file matching ``checkpoints`` (under ``root``) exists."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not list(root.glob(checkpoints)) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow  # CI runs it (.ci/run)
+def test_kill_9_then_ckpt_path_last_from_the_command_line_finishes_the_run_in_its_own_directory(tmp_path):
+    logs = f"paths.log_dir={tmp_path}"
+    kill_when_checkpointed(train_command(logs), "train/runs/*/checkpoints/last.ckpt", tmp_path)
+    (killed,) = (tmp_path / "train" / "runs").iterdir()
+    assert not (killed / "metrics.json").exists()
+
+    resumed = subprocess.run(train_command(logs, "ckpt_path=last"), cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list((tmp_path / "train" / "runs").iterdir()) == [killed]  # one run, one directory
+    assert json.loads((killed / "metrics.json").read_text())["epochs"] == 3
+    log = (killed / "train.log").read_text()
+    assert log.count("resuming from") == 1 and log.index("resuming from") > 0  # both attempts' lines
+
+
+@pytest.mark.slow  # CI runs it (.ci/run)
+def test_a_sweep_relaunched_after_a_kill_counts_each_job_once(tmp_path):
+    sweep = [
+        sys.executable,
+        "-m",
+        "transferlab.train",
+        "-m",
+        *RESUMABLE,
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    kill_when_checkpointed(sweep, "sweep/*/checkpoints/last.ckpt", tmp_path)
+    relaunched = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True)
+    assert relaunched.returncode == 0, relaunched.stderr[-2000:]
+    summary = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 2 and all(",done," in line for line in summary[1:])  # two jobs, once each
+
+
 class Interrupted(BaseException):
     """Stands in for a kill: not an Exception, so nothing on the way handles it."""
 
 
-def test_ckpt_path_last_resumes_the_newest_unfinished_run_of_the_same_config(fast_cfg, tmp_path):
+class EarlyBest(Validator):
+    """Scores every validation lower than the one before: the first validated epoch is the pick."""
+
+    calls = 0
+
+    def score(self, outputs) -> float:
+        EarlyBest.calls += 1
+        return -float(EarlyBest.calls)
+
+
+def test_a_resumed_run_stays_one_run_and_its_pick_spans_the_epochs_before_the_kill(fast_cfg, tmp_path):
+    """ckpt_path=last continues the killed run in its own directory: one run.json, one
+    metrics.json, one selection record per epoch, TensorBoard events of one run, and the
+    validator's pick among every epoch, the one validated before the kill included."""
     from lightning.pytorch import Callback
 
     class Stop(Callback):
@@ -90,19 +156,39 @@ def test_ckpt_path_last_resumes_the_newest_unfinished_run_of_the_same_config(fas
                 raise Interrupted
 
     runs = tmp_path / "runs"
-    first = fast_cfg("trainer.max_epochs=3", output_dir=runs / "first")
+    early_best = [f"+method.validators.early._target_={__name__}.EarlyBest", "select=early"]
+    common = [*PAIR, "method=dann", "trainer.max_epochs=3", "logger=tensorboard", *early_best]
+    EarlyBest.calls = 0
     with pytest.raises(Interrupted):
-        train(first, extra_callbacks=[Stop()])
+        train(fast_cfg(*common, output_dir=runs / "first"), extra_callbacks=[Stop()])
     assert torch.load(runs / "first" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
 
     with pytest.raises(CheckpointError, match="ckpt_path=last: no unfinished run of this config"):
-        train(fast_cfg("trainer.max_epochs=3", "seed=5", "ckpt_path=last", output_dir=runs / "other"))
+        train(fast_cfg(*common, "seed=5", "ckpt_path=last", output_dir=runs / "other"))
 
-    resumed = train(fast_cfg("trainer.max_epochs=3", "ckpt_path=last", output_dir=runs / "second"))
+    resumed = train(fast_cfg(*common, "ckpt_path=last", output_dir=runs / "second"))
     assert resumed["epochs"] == 3
-    state = torch.load(runs / "second" / "checkpoints" / "last.ckpt", weights_only=True)
-    steps_per_epoch = state["global_step"] // 3
-    assert state["epoch"] == 2 and steps_per_epoch > 0
+    assert sorted(p.name for p in runs.iterdir()) == ["first"]  # no second directory, no "other"
+    run = runs / "first"
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+    assert [r["epoch"] for r in read_selection(run)] == [0, 1, 2]
+    assert Path(resumed["best"]["ckpt_path"]) == run / "checkpoints" / "epoch_000.ckpt"  # before the kill
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("val/acc")]
+    assert steps == sorted(set(steps)) and len(steps) == 3  # each epoch once: one curve
+
+
+def test_a_resume_from_a_finished_run_with_a_changed_length_is_a_new_run(fast_cfg, tmp_path):
+    runs = tmp_path / "runs"
+    train(fast_cfg("trainer.max_epochs=1", output_dir=runs / "short"))
+    longer = fast_cfg("trainer.max_epochs=2", f"ckpt_path={runs / 'short'}", output_dir=runs / "longer")
+    assert train(longer)["epochs"] == 2
+    assert json.loads((runs / "short" / "metrics.json").read_text())["epochs"] == 1  # left as it was
 
 
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):

@@ -23,16 +23,19 @@ from transferlab.methods.base import ClassificationModule
 from transferlab.nets.reference import build_net
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import register_resolvers
-from transferlab.utils.entry import check_override_keys, silence_known_warnings, user_errors
-from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.contract import RunContract, check_handed
+from transferlab.utils.entry import preflight, silence_known_warnings, user_errors
+from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 from transferlab.utils.run_files import scalar_metrics, write_json_atomic
+from transferlab.utils.schema import validate_config
 
 register_resolvers()
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint ``cfg.ckpt_path`` and write ``metrics.json`` in the output directory."""
+    validate_config(cfg, ("data", "trainer", "tta"))  # typos, types and ranges: before any work
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is not set; pass ckpt_path=<path to a .ckpt file>")
     checkpoint = open_checkpoint(cfg.ckpt_path, "ckpt_path")
@@ -46,11 +49,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.prepare_data()
     datamodule.setup("test")
-    if list(datamodule.class_names) != contract.class_names:
-        raise CheckpointError(
-            f"the checkpoint was trained on classes {contract.class_names} but the data has "
-            f"{datamodule.class_names}; pick data (and data.classes) that match"
-        )
+    fed = RunContract(
+        net=contract.net,
+        num_classes=datamodule.num_classes,
+        class_names=list(datamodule.class_names),
+        inputs=datamodule.input_spec(),
+    )
+    check_handed(contract, fed, "eval", f"ckpt_path={checkpoint.path}")
 
     if module is None or module.adaptation == "none":  # the data's own test routes
         trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
@@ -97,7 +102,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    check_override_keys("eval", sys.argv[1:])
+    preflight("eval", sys.argv[1:])
     hydra_main()
 
 

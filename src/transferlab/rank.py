@@ -30,10 +30,12 @@ from transferlab.transferability import SCORES, check_scores
 from transferlab.transferability.extract import extract, score_all
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import project_root, register_resolvers
-from transferlab.utils.entry import check_override_keys, silence_known_warnings, user_errors
+from transferlab.utils.contract import RunContract, check_handed
+from transferlab.utils.entry import preflight, silence_known_warnings, user_errors
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 from transferlab.utils.run_files import write_json_atomic
+from transferlab.utils.schema import validate_config
 
 register_resolvers()
 
@@ -45,6 +47,7 @@ class Candidate:
     with_predictions: bool  # whether its head is the source's (LEEP and NCE read it)
     input_size: int | None  # the image side its net requires (None: any)
     in_channels: int
+    contract: RunContract | None = None  # a trained candidate's: what it was fed
 
 
 def load_candidate(spec: str, image_size: int, seed: int) -> Candidate:
@@ -77,6 +80,7 @@ def load_candidate(spec: str, image_size: int, seed: int) -> Candidate:
         True,
         net_config.get("input_size"),
         int(net_config.get("in_channels", 3)),
+        checkpoint.contract,
     )
 
 
@@ -96,6 +100,7 @@ def check_fit(candidate: Candidate, image_size: int, channels: int) -> None:
 
 def rank(cfg: DictConfig) -> list[dict[str, Any]]:
     """Score every candidate of ``cfg.candidates`` on ``cfg.data``; write and return the table."""
+    validate_config(cfg, ("data",))  # typos, types and ranges: before any work
     specs = list(cfg.get("candidates") or [])
     if len(specs) < 2:
         raise ConfigError(
@@ -117,7 +122,10 @@ def rank(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = []
     channels = int(dataset[0][0].shape[0])
     candidates = [load_candidate(spec, datamodule.image_size, int(cfg.seed)) for spec in specs]
+    target = RunContract(net={}, num_classes=datamodule.num_classes, inputs=datamodule.input_spec())
     for candidate in candidates:  # every candidate checked before any is scored
+        if candidate.contract is not None:
+            check_handed(candidate.contract, target, "rank", f"candidates: {candidate.name}")
         check_fit(candidate, datamodule.image_size, channels)
     for spec, candidate in zip(specs, candidates, strict=True):
         start = time.perf_counter()
@@ -174,7 +182,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    check_override_keys("rank", sys.argv[1:])
+    preflight("rank", sys.argv[1:])
     hydra_main()
 
 

@@ -16,8 +16,8 @@ sources gets each transferability score against the measured outcomes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import json
 import math
 import sys
 import textwrap
@@ -31,7 +31,9 @@ from omegaconf import DictConfig
 
 from transferlab.transferability import outcomes
 from transferlab.utils import selection
-from transferlab.utils.run_files import FAILED_FILE, finished_run
+from transferlab.utils.entry import close_progress_bars, user_errors
+from transferlab.utils.errors import ConfigError
+from transferlab.utils.run_files import FAILED_FILE, UnreadableRecord, finished_run, read_json
 from transferlab.utils.stats import mean_std_ci, paired_gain
 
 _REPLICATES = {"seed"}
@@ -40,32 +42,61 @@ _CONTROL_CHOICES = {"method": "source_only", "distill": "none"}  # group=<option
 
 
 def read_jobs(sweep_dirs: list[Path]) -> list[dict[str, Any]]:
-    """One record per job directory: its overrides, its status and its final metrics."""
+    """One record per job directory: its overrides, its status and its final metrics. A job whose
+    records are truncated or corrupt is ``unreadable`` (its error says which file) and the rest
+    are read on."""
     jobs = []
     for sweep_dir in sweep_dirs:
         for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
             job_dir = overrides_file.parent.parent
-            overrides = dict(o.split("=", 1) for o in yaml.safe_load(overrides_file.read_text()) if "=" in o)
-            record: dict[str, Any] = {"job": str(job_dir), "overrides": overrides, "error": ""}
-            done = finished_run(job_dir)
-            failed = job_dir / FAILED_FILE
-            if done is not None:
-                record |= {
-                    "status": "done",
-                    "metrics": done["final"],
-                    "notes": done.get("notes", []),
-                    "reports": done.get("reports", {}),
-                }
-            elif failed.is_file():
-                record |= {
-                    "status": "failed",
-                    "metrics": {},
-                    "error": json.loads(failed.read_text())["error"],
-                }
-            else:  # killed, still running, or crashed before it could record why
-                record |= {"status": "unfinished", "metrics": {}}
-            jobs.append(record)
+            try:
+                jobs.append(read_job(job_dir, overrides_file))
+            except UnreadableRecord as err:
+                print(str(err), file=sys.stderr)
+                overrides = {}
+                with contextlib.suppress(UnreadableRecord):
+                    overrides = read_overrides(overrides_file)
+                jobs.append(
+                    {
+                        "job": str(job_dir),
+                        "overrides": overrides,
+                        "error": str(err),
+                        "status": "unreadable",
+                        "metrics": {},
+                    }
+                )
     return jobs
+
+
+def read_overrides(path: Path) -> dict[str, str]:
+    """A job's command-line overrides, ``{key: value}``."""
+    try:
+        listed = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UnreadableRecord(f"unreadable: {path} ({type(err).__name__})") from None
+    if not isinstance(listed, list):
+        raise UnreadableRecord(f"unreadable: {path} (not a list of overrides)")
+    return dict(str(o).split("=", 1) for o in listed if "=" in str(o))
+
+
+def read_job(job_dir: Path, overrides_file: Path) -> dict[str, Any]:
+    record: dict[str, Any] = {"job": str(job_dir), "overrides": read_overrides(overrides_file), "error": ""}
+    done = finished_run(job_dir)
+    failed = job_dir / FAILED_FILE
+    if done is not None:
+        return record | {
+            "status": "done",
+            "metrics": done["final"],
+            "notes": done.get("notes", []),
+            "reports": done.get("reports", {}),
+        }
+    if failed.is_file():
+        error = read_json(failed)
+        if not isinstance(error, dict) or "error" not in error:
+            raise UnreadableRecord(f"unreadable: {failed} (no 'error')")
+        return record | {"status": "failed", "metrics": {}, "error": str(error["error"])}
+    # killed, still running, or crashed before it could record why
+    return record | {"status": "unfinished", "metrics": {}}
 
 
 def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
@@ -311,13 +342,18 @@ def summarize(
     metric: str = "test/acc",
     out_dir: Path | None = None,
     control: str | None = None,
+    metric_key: str = "--metric {}",
 ) -> dict[str, Any]:
     """``control``: "key=value" of the sweep's control arm (default: found among the swept
-    values, e.g. ``method.lam=0`` or ``method=source_only``)."""
+    values, e.g. ``method.lam=0`` or ``method=source_only``). A ``metric`` no finished job has,
+    or a ``control`` that is not a swept value, is refused (``metric_key``: how the user named
+    the metric, a format) with those that exist."""
     jobs = read_jobs(sweep_dirs)
     if not jobs:
-        raise SystemExit(f"error: no jobs (.hydra/overrides.yaml) under {', '.join(map(str, sweep_dirs))}")
+        raise ConfigError(f"no jobs (.hydra/overrides.yaml) under {', '.join(map(str, sweep_dirs))}")
+    check_metric(jobs, metric, metric_key)
     keys = swept_keys(jobs)
+    check_control(jobs, keys, control)
     found = control_key(keys, jobs, control)
     rows = group(jobs, keys, metric, found)
     out_dir = out_dir or sweep_dirs[0]
@@ -345,6 +381,29 @@ def summarize(
     }
 
 
+def check_metric(jobs: list[dict[str, Any]], metric: str, metric_key: str = "--metric {}") -> None:
+    """Refuse a metric that no finished job recorded, listing those they did."""
+    recorded = sorted({name for job in jobs if job["status"] == "done" for name in job["metrics"]})
+    if recorded and metric not in recorded:
+        raise ConfigError(
+            f"{metric_key.format(metric)}: no finished job recorded it; the metrics they have: "
+            f"{', '.join(recorded)}"
+        )
+
+
+def check_control(jobs: list[dict[str, Any]], keys: list[str], control: str | None) -> None:
+    """Refuse a ``--control key=value`` that is not one of the sweep's swept values."""
+    if not control:
+        return
+    key, _, value = control.partition("=")
+    values = {k: sorted({job["overrides"].get(k, "—") for job in jobs}) for k in keys}
+    if key not in values or value not in values[key]:
+        swept = "; ".join(f"{k}: {', '.join(v)}" for k, v in values.items()) or "none"
+        raise ConfigError(
+            f"--control {control} is not a swept value of this sweep; its swept values: {swept}"
+        )
+
+
 class SweepSummary(Callback):
     """A Hydra callback: at the end of a multirun, summarise its directory, print the table, and
     exit with status 1 when a job did not finish (its error is in the table and summary.csv)."""
@@ -356,7 +415,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
             return
-        result = summarize([sweep_dir], self.metric)
+        close_progress_bars()  # the table and the verdict are the last lines
+        with user_errors():
+            result = summarize([sweep_dir], self.metric, metric_key="summary_metric={}")
         print(result["table"], end="")
         print(f"sweep summary: {sweep_dir}/summary.md, summary.csv and {len(result['plots'])} plot(s)")
         not_done = [j for j in result["jobs"] if j["status"] != "done"]
@@ -379,7 +440,8 @@ def main() -> None:
         "--control", default=None, help="key=value of the control arm (default: found, e.g. method.lam=0)"
     )
     args = parser.parse_args()
-    result = summarize(args.sweep_dirs, args.metric, args.out, args.control)
+    with user_errors():
+        result = summarize(args.sweep_dirs, args.metric, args.out, args.control)
     print(result["table"], end="")
     out_dir = args.out or args.sweep_dirs[0]
     print(f"wrote summary.csv, summary.md and {len(result['plots'])} plot(s) in {out_dir}")

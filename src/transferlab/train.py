@@ -6,6 +6,7 @@ the command line.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
@@ -29,10 +31,11 @@ from transferlab.utils.config import (
     register_resolvers,
     to_plain,
 )
-from transferlab.utils.contract import RunContract
+from transferlab.utils.contract import RunContract, check_handed
 from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.entry import (
-    check_override_keys,
+    continue_in_place,
+    preflight,
     record_failure,
     run_label,
     silence_known_warnings,
@@ -41,8 +44,15 @@ from transferlab.utils.entry import (
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.hparams import close_loggers, log_final_hparams
 from transferlab.utils.log import log
+from transferlab.utils.loggers import TensorBoardLogger
 from transferlab.utils.profiler import NoProfiler
-from transferlab.utils.resume import AtomicCheckpointIO, claim_output_dir, resume_from
+from transferlab.utils.resume import (
+    AtomicCheckpointIO,
+    ResumePoint,
+    claim_output_dir,
+    resume_from,
+    run_to_continue,
+)
 from transferlab.utils.run_files import (
     FAILED_FILE,
     best_checkpoint,
@@ -71,7 +81,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     the pipeline's pretraining stage (a source or a teacher); build the data, model and trainer;
     fit and test; record the metrics.
     """
-    output_dir, flat, done = prepare_run_dir(cfg)
+    output_dir, done = prepare_run_dir(cfg)
     if done is not None:
         log.info("finished before, skipped: %s", output_dir)
         return done
@@ -81,16 +91,16 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
             cfg, cfg.pretrain.get("pass_to", "method.source_ckpt"), str(pretrained_dir), force_add=True
         )
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt_path = resume_from(cfg.get("ckpt_path"), output_dir, flat)
-    run = build(cfg, extra_callbacks)
-    summary = fit_and_test(cfg, run, ckpt_path)
+    resumed = resume_from(cfg.get("ckpt_path"), output_dir)
+    run = build(cfg, extra_callbacks, resumed)
+    summary = fit_and_test(cfg, run, resumed.path if resumed else None)
     record(output_dir, flat_config(cfg), run, summary)  # with the source/teacher the stage passed
     return summary
 
 
-def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
-    """Check the config, claim its run directory; return (directory, flat config, the metrics of
-    a finished run there or None)."""
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any] | None]:
+    """Check the config, claim its run directory (the one of the unfinished run a ``ckpt_path``
+    continues); return (directory, the metrics of a finished run there or None)."""
     validate_config(cfg)  # typos and wrong types fail here, before any data is read
     if str(cfg.get("optimized_metric") or "").startswith("test/"):
         raise ConfigError(
@@ -106,11 +116,16 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any], dict[str, An
         )
     output_dir = Path(cfg.paths.output_dir)
     flat = flat_config(cfg)
+    continued = run_to_continue(cfg.get("ckpt_path"), output_dir, flat)
+    if continued is not None and continued.resolve() != output_dir.resolve():
+        log.info("continuing the run in %s", continued)  # one run stays one run
+        OmegaConf.update(cfg, "paths.output_dir", str(continued))
+        output_dir = continued  # its run.json has this config's digest: how it was found
     claim_output_dir(output_dir, flat)
     done = finished_run(output_dir)
     if done is None:
         (output_dir / FAILED_FILE).unlink(missing_ok=True)  # a retry of a failed job
-    return output_dir, flat, done
+    return output_dir, done
 
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:
@@ -134,12 +149,19 @@ class Run:
     contract: RunContract
 
 
-def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run:
-    """The data, the model (net + method), the loggers, callbacks and trainer of ``cfg``."""
+def build(
+    cfg: DictConfig, extra_callbacks: list[Callback] | None = None, resumed: ResumePoint | None = None
+) -> Run:
+    """The data, the model (net + method), the loggers, callbacks and trainer of ``cfg``; a run
+    that resumes from ``resumed`` is checked against the checkpoint's contract first, and its
+    TensorBoard events from the checkpoint's step on are replaced by the resumed run's."""
     datamodule: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the net's head needs the class count
     model = build_model(cfg, datamodule)
+    if resumed is not None and resumed.contract is not None:
+        check_handed(resumed.contract, model.contract, "resume", f"ckpt_path={resumed.path}")
+    check_monitored(cfg, model.validation_metric_names(datamodule.evaluation_routes("val")))
     initialize = getattr(model.net, "initialize_from_data", None)
     if initialize is not None:  # a resumed run's checkpoint then overwrites what it set
         initialize(datamodule.clean_sample(DATA_INIT_IMAGES))
@@ -150,6 +172,9 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
         model.net.compile()  # in place: parameter names and checkpoints stay as they are
 
     loggers = instantiate_loggers(cfg.get("logger"))
+    for logger in loggers:
+        if resumed is not None and isinstance(logger, TensorBoardLogger):
+            logger.purge_from(resumed.global_step)
     callbacks = instantiate_callbacks(
         cfg.get("callbacks"),
         with_logger=bool(loggers),
@@ -170,6 +195,22 @@ def build(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> Run
     return Run(datamodule, model, trainer, loggers, model.contract)
 
 
+def check_monitored(cfg: DictConfig, logged: set[str]) -> None:
+    """Refuse, before training, a checkpoint monitor or ``optimized_metric`` that names a
+    validation metric the run never logs (``logged``), listing those it does."""
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    watched = {
+        "callbacks.model_checkpoint.monitor": checkpoint.get("monitor"),
+        "optimized_metric": cfg.get("optimized_metric"),
+    }
+    for key, metric in watched.items():
+        if metric and str(metric).startswith("val/") and metric not in logged:
+            raise ConfigError(
+                f"{key}={metric} is not a metric this run logs; its validation metrics: "
+                f"{', '.join(sorted(logged))}"
+            )
+
+
 def build_model(cfg: DictConfig, datamodule: ClassificationDataModule) -> ClassificationModule:
     """The net of ``cfg`` sized for ``datamodule`` (set up), inside the method, which receives the
     run's contract."""
@@ -181,6 +222,7 @@ def build_model(cfg: DictConfig, datamodule: ClassificationDataModule) -> Classi
         data=to_plain(cfg.data),
         method=cfg.method._target_,
         label=run_label(cfg.get("task_name", "train"), cfg.paths.output_dir),
+        inputs=datamodule.input_spec(),
     )
     return hydra.utils.instantiate(cfg.method, _partial_=True)(net=net, contract=contract)
 
@@ -188,7 +230,19 @@ def build_model(cfg: DictConfig, datamodule: ClassificationDataModule) -> Classi
 def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, Any]:
     """Fit (from ``ckpt_path`` when resuming), test the best checkpoint; the run's summary."""
     trainer, model = run.trainer, run.model
-    trainer.fit(model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=run.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except MisconfigurationException as err:  # a monitor of a training metric the run never logs
+        found = re.search(
+            r"monitor='([^']+)'\)` could not find the monitored key in the returned metrics: (.*)\. HINT",
+            str(err),
+        )
+        if found is None:
+            raise
+        raise ConfigError(
+            f"callbacks.model_checkpoint.monitor={found.group(1)} is not a metric this run logs; "
+            f"the ones it logs: {found.group(2)}"
+        ) from None
     save_final_last_checkpoint(trainer)
     metrics = scalar_metrics(trainer.callback_metrics)
     validated = any(key.startswith("val/") for key in metrics)
@@ -257,7 +311,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    check_override_keys("train", sys.argv[1:])
+    preflight("train", sys.argv[1:])
+    sys.argv[1:] = continue_in_place(sys.argv[1:])  # a resumed run writes where it started
     hydra_main()
 
 

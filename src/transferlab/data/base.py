@@ -298,6 +298,17 @@ class ClassificationDataModule(L.LightningDataModule):
         }
         self.datasets["train"].with_index = self._with_positions
 
+    def input_spec(self) -> dict[str, Any]:
+        """What a net trained on this data is fed (after setup): the image side, the channels and
+        the normalisation, as a run's contract records it (``RunContract.inputs``)."""
+        _, channels, height, width = self.clean_sample(1).shape
+        return {
+            "image_size": height if height == width else [height, width],
+            "channels": channels,
+            "mean": [round(float(m), 4) for m in self.mean],
+            "std": [round(float(s), 4) for s in self.std],
+        }
+
     def clean_train_dataset(self) -> LabelledImages:
         """The training images without augmentation (resize and normalisation only)."""
         return self.datasets["train"].with_transform(self.eval_transform())

@@ -182,6 +182,10 @@ class DomainPairDataModule(L.LightningDataModule):
             loaders["target_labelled"] = self.target.make_loader(labelled, self.batch_size, train=True)
         return CombinedLoader(loaders, mode="max_size_cycle")
 
+    def input_spec(self) -> dict[str, Any]:
+        """The source domain's (``ClassificationDataModule.input_spec``): a net starts there."""
+        return self.source.input_spec()
+
     def clean_sample(self, n: int) -> torch.Tensor:
         """Un-augmented source training images (see ``ClassificationDataModule.clean_sample``)."""
         return self.source.clean_sample(n)

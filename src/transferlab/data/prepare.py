@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from transferlab.utils.errors import DataError
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 DIGITS = [str(d) for d in range(10)]
 # (split, images per class) of each dataset: the rule the offline recipes' numbers were made with
@@ -158,7 +160,7 @@ def prepare(
         if target.is_dir() and not force:
             print(f"{name}: {target} exists, kept (--force rebuilds it)")
         else:
-            items = BUILDERS[name](download_dir, download, counts[name])
+            items = read_items(name, download_dir, download, counts[name])
             partial = out / f".{name}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             write_images(partial, items, len(items), name)
@@ -167,6 +169,21 @@ def prepare(
         digests[name] = subset_digest(target)
         print(f"{name}: {target}  digest {digests[name]}")
     return digests
+
+
+def read_items(name: str, download_dir: Path, download: bool, counts: dict[str, int]) -> list:
+    """``BUILDERS[name]``'s items; files torchvision finds but cannot parse (truncated, corrupt,
+    another format) are a ``DataError`` naming the dataset, the folder and the fix."""
+    try:
+        return BUILDERS[name](download_dir, download, counts)
+    except (OSError, RuntimeError):  # a failed download, a missing file: main() says how to get them
+        raise
+    except Exception as err:
+        why = str(err)[:100] or "corrupt"
+        raise DataError(
+            f"cannot read {name}'s files in {download_dir} ({type(err).__name__}: {why}); "
+            f"delete them and run again without --no-download to fetch them whole"
+        ) from None
 
 
 def subset_digest(root: Path) -> str:
@@ -202,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     out = args.out or default_out()
     try:
         digests = prepare(out, args.download_dir, args.datasets, not args.no_download, force=args.force)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except (OSError, RuntimeError) as err:  # torchvision: a failed download, a missing file
         print(
             f"error: {err}; run where the datasets can be downloaded, or put torchvision's files in "

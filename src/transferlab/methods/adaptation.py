@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ class DomainAdaptationModule(ClassificationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.source = load_source(self.net, source_ckpt, self.contract.net)
+        self.source = load_source(self.net, source_ckpt, self.contract)
         self.validators = dict(validators or {})
         self.validation_outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"source": [], "target": []}
         self.validator_seconds: dict[str, list[float]] = {name: [] for name in self.validators}
@@ -151,6 +152,9 @@ class DomainAdaptationModule(ClassificationModule):
         if self.trainer.world_size > 1:
             logits, features, labels = (self.all_gather(t).flatten(0, 1) for t in (logits, features, labels))
         return logits, features, labels
+
+    def validation_metric_names(self, routes: Sequence[EvalRoute]) -> set[str]:
+        return super().validation_metric_names(routes) | {f"{VALIDATOR_PREFIX}{n}" for n in self.validators}
 
     def on_validation_epoch_end(self) -> None:
         reports = self.reported_metrics("val")

@@ -10,7 +10,7 @@ prefix) and this base builds one set of metrics per route.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lightning as L
@@ -163,6 +163,12 @@ class ClassificationModule(L.LightningModule):
         if route.prefix == "test/":  # the confusion matrix is the headline split's
             self.test_confusion.update(logits, labels)
         return logits, labels, route
+
+    def validation_metric_names(self, routes: Sequence[EvalRoute]) -> set[str]:
+        """Every name this method logs at a validation over ``routes`` (a family that logs more
+        adds its own): what a checkpoint's monitor or a sweeper may select on."""
+        kinds = ("loss", "acc", "acc_top5") if self.net.num_classes > 5 else ("loss", "acc")
+        return {f"{route.prefix}{kind}" for route in routes if not route.report for kind in kinds}
 
     def evaluation_forward(self, route: EvalRoute, images: torch.Tensor) -> torch.Tensor:
         """The logits of an evaluation batch (a family that reads more, such as the features for

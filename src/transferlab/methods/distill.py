@@ -11,12 +11,14 @@ every λ_m = 0 (``method.ce_weight=1 method.losses.kd.lam=0``), or ``method=supe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from transferlab.data.base import EvalRoute
 from transferlab.losses.distillation import DistillationInputs, DistillationLoss
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, INDICES
 from transferlab.methods.accuracy import RunningAccuracy
@@ -24,7 +26,8 @@ from transferlab.methods.base import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, build_net, capture, check_layers
 from transferlab.utils.checkpoint import open_checkpoint
-from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.contract import check_handed
+from transferlab.utils.errors import ConfigError
 from transferlab.utils.run_files import write_atomic
 
 
@@ -81,11 +84,7 @@ class DistillModule(SupervisedModule):
                 f"neither: use method.teacher_input=augmented"
             )
         teacher = open_checkpoint(teacher_ckpt, "method.teacher_ckpt")
-        if teacher.contract.num_classes != self.net.num_classes:
-            raise CheckpointError(
-                f"the teacher {teacher.path} has {teacher.contract.num_classes} classes but the "
-                f"student has {self.net.num_classes}; distil on the teacher's classes (data.classes)"
-            )
+        check_handed(teacher.contract, self.contract, "teacher", f"method.teacher_ckpt={teacher.path}")
         self.teacher = FrozenNet(build_net(teacher))
         self.teacher_sha256 = teacher.sha256
         for name, member in self.losses.items():
@@ -165,6 +164,11 @@ class DistillModule(SupervisedModule):
         agreement = self.epoch_values(self.teacher_agreement)
         if agreement:
             self.log("train/teacher_agreement", agreement["acc"])
+
+    def validation_metric_names(self, routes: Sequence[EvalRoute]) -> set[str]:
+        return super().validation_metric_names(routes) | {
+            f"{route.prefix}teacher_acc" for route in routes if not route.report
+        }
 
     def evaluate(self, stage: str, batch: Any, dataloader_idx: int) -> Any:
         logits, labels, route = super().evaluate(stage, batch, dataloader_idx)

@@ -64,7 +64,7 @@ class FinetuneModule(SupervisedModule):
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 is plain fine-tuning)")
         self.transferability = check_scores(transferability, "method.transferability")
         self.source_ckpt = source_ckpt
-        source = load_source(self.net, source_ckpt, self.contract.net)
+        source = load_source(self.net, source_ckpt, self.contract)
         has_source = source is not None or bool(getattr(self.net, "pretrained", False))
         needs_source = lam > 0 and bool(regularizer.needs & {SOURCE_WEIGHTS, FEATURE_MAPS})
         if not has_source and (freeze_backbone or needs_source):

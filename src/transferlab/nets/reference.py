@@ -27,6 +27,7 @@ from torch import nn
 
 from transferlab.nets.base import Classifier
 from transferlab.utils.checkpoint import HandedCheckpoint, open_checkpoint
+from transferlab.utils.contract import RunContract, check_handed
 from transferlab.utils.errors import CheckpointError, ConfigError
 from transferlab.utils.state_dict import mismatches
 
@@ -161,13 +162,13 @@ def check_layers(module: nn.Module, layers: Sequence[str], key: str) -> None:
             ) from None
 
 
-def load_source(
-    net: Classifier, source_ckpt: str | None, net_config: dict[str, Any]
-) -> HandedCheckpoint | None:
+def load_source(net: Classifier, source_ckpt: str | None, run: RunContract) -> HandedCheckpoint | None:
     """Start ``net`` from the source run ``source_ckpt`` (``method.source_ckpt``: a checkpoint or
-    a run directory): its backbone is copied in, its head left for the target. None: no source."""
+    a run directory): its backbone is copied in, its head left for the target. The source must
+    have been fed images like this ``run``'s (``check_handed``). None: no source."""
     if source_ckpt is None:
         return None
     source = open_checkpoint(source_ckpt, "method.source_ckpt")
-    load_backbone(net, source, net_config)
+    check_handed(source.contract, run, "source", f"method.source_ckpt={source.path}")
+    load_backbone(net, source, run.net)
     return source

@@ -5,7 +5,6 @@ one lives a layer up, in ``nets/reference.py``."""
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from transferlab.utils.contract import RunContract
 from transferlab.utils.errors import CheckpointError
-from transferlab.utils.run_files import write_json_atomic
+from transferlab.utils.run_files import read_json, write_json_atomic
 
 
 def resolve_checkpoint_path(path: str | Path, what: str = "ckpt_path") -> Path:
@@ -74,7 +73,8 @@ def resolve_source_checkpoint(path: str | Path, what: str) -> Path:
     path = Path(path)
     manifest = path / "checkpoints" / "manifest.json"
     if path.is_dir() and manifest.is_file():
-        return path / "checkpoints" / json.loads(manifest.read_text())["checkpoint"]
+        named = read_json(manifest, "retrain the run or pass its checkpoint file").get("checkpoint")
+        return path / "checkpoints" / str(named)
     return resolve_checkpoint_path(path, what)
 
 
@@ -83,7 +83,7 @@ def verify_manifest(path: Path) -> None:
     manifest_path = path.parent / "manifest.json"
     if not manifest_path.is_file():
         return
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_json(manifest_path, "retrain the run or delete the manifest")
     if manifest.get("checkpoint") == path.name and manifest.get("sha256") != sha256(path):
         raise CheckpointError(
             f"checkpoint {path} does not match the sha256 in {manifest_path}: the file changed "

@@ -17,6 +17,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from transferlab.utils.errors import ConfigError
+
 
 def project_root() -> str:
     """The checkout holding ``conf/`` (editable install), else the working directory."""
@@ -146,7 +148,28 @@ def instantiate_callbacks(
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
-    return instantiate_dict(cfg)
+    """The configured loggers; one that cannot write its store or is not installed is a
+    ``ConfigError`` naming ``logger.<name>`` and the fix."""
+    loggers = []
+    for name, conf in (cfg or {}).items():
+        if not conf or "_target_" not in conf:
+            continue
+        try:
+            loggers.append(hydra.utils.instantiate(conf))
+        except Exception as err:
+            cause = err.__cause__ or err
+            if isinstance(cause, ImportError):
+                raise ConfigError(
+                    f"logger.{name} needs a package that is not installed ({cause}); install it or "
+                    f"pick another logger (logger=tensorboard, csv, none)"
+                ) from None
+            if isinstance(cause, OSError):
+                raise ConfigError(
+                    f"logger.{name} cannot write where it logs ({type(cause).__name__}: {cause}); "
+                    f"point paths.log_dir (or the logger's own location) at a writable folder"
+                ) from None
+            raise
+    return loggers
 
 
 def to_plain(cfg: DictConfig | None) -> dict[str, Any]:
@@ -158,6 +181,8 @@ def to_plain(cfg: DictConfig | None) -> dict[str, Any]:
 
 # what says where and how visibly a run writes, not what it computes: left out of the digests
 NOT_IN_DIGEST = {"ckpt_path", "paths", "callbacks", "logger", "hydra"}
+# caches anywhere in the config (data.decode_dir, method.cache_dir): where results are kept, not what
+CACHE_KEYS_NOT_IN_DIGEST = {"decode_dir", "cache_dir"}
 TRAINER_NOT_IN_DIGEST = {
     "default_root_dir",
     "enable_progress_bar",
@@ -168,8 +193,8 @@ TRAINER_NOT_IN_DIGEST = {
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as ``{dotted.key: value}``, without what only says where and how
-    visibly a run writes (``NOT_IN_DIGEST``, ``TRAINER_NOT_IN_DIGEST``, values inside its own
-    output directory), so a relaunch into another directory has the same digest."""
+    visibly a run writes (``NOT_IN_DIGEST``, ``TRAINER_NOT_IN_DIGEST``, caches, values inside its
+    own output directory), so a relaunch into another directory has the same digest."""
     plain = {k: v for k, v in to_plain(cfg).items() if k not in NOT_IN_DIGEST}
     flat: dict[str, Any] = {}
 
@@ -187,6 +212,7 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
         for k, v in flat.items()
         if not (output_dir and str(v).startswith(output_dir))
         and not (k.startswith("trainer.") and k.split(".", 1)[1] in TRAINER_NOT_IN_DIGEST)
+        and k.rsplit(".", 1)[-1] not in CACHE_KEYS_NOT_IN_DIGEST
     }
 
 

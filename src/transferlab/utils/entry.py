@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -40,10 +41,26 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except Exception as err:
+        close_progress_bars()
         if not refused_input(err):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(1)
+
+
+def close_progress_bars() -> None:
+    """Close every open tqdm progress bar (Lightning's, a loader's) and end its line, so that
+    what is printed next (an error, a sweep's verdict) is the last line on the terminal: a bar
+    left open is redrawn when the interpreter exits, after the message."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    bars = list(getattr(tqdm, "_instances", []))
+    for bar in bars:
+        bar.close()
+    if bars:
+        sys.stderr.flush()
 
 
 def refused_input(err: BaseException) -> bool:
@@ -118,6 +135,7 @@ def record_failure(output_dir: str | Path) -> Iterator[Outcome]:
     try:
         yield outcome
     except Exception as err:
+        close_progress_bars()
         kind = type(_instantiation_cause(err)).__name__
         write_failed(output_dir, kind, one_line(err), traceback.format_exc())
         if not in_multirun():
@@ -188,3 +206,59 @@ def first_sweep_value(override: Any, conf_dir: Path) -> str | None:
         matched = value.filter(options)
         return matched[0] if matched else None
     return next(iter(override.sweep_string_iterator()))
+
+
+def continue_in_place(args: list[str]) -> list[str]:
+    """``args`` with ``hydra.run.dir=<that run>`` added when ``ckpt_path`` continues an unfinished
+    run of the same config (``utils/resume.run_to_continue``): the resumed run then writes into
+    the directory of the run it resumes (its log appended, its checkpoints, metrics, selection
+    records and events beside the first attempt's) instead of a new one. A sweep (its jobs'
+    directories are fixed), an explicit ``hydra.run.dir`` or anything this cannot judge: ``args``
+    unchanged (the run itself then reports a bad ``ckpt_path``)."""
+    from transferlab.utils.config import compose_config, flat_config
+    from transferlab.utils.resume import run_to_continue
+
+    if any(a in ("-m", "--multirun") or a.startswith(("hydra.run.dir=", "-c", "--c")) for a in args):
+        return args
+    requested = [a.split("=", 1)[1] for a in args if a.startswith(("ckpt_path=", "+ckpt_path="))]
+    if not requested or requested[-1] in ("", "null"):
+        return args
+    try:
+        composed = compose_config([a for a in args if not a.startswith(("hydra.", "+hydra.", "-"))], ".")
+        runs_dir = Path(composed.paths.log_dir) / str(composed.task_name) / "runs"
+        placeholder = runs_dir / ".new-run"  # where Hydra would start a new one: beside the others
+        composed.paths.output_dir = str(placeholder)
+        continued = run_to_continue(requested[-1], placeholder, flat_config(composed))
+    except Exception:  # the run reports whatever is wrong, in one line
+        return args
+    if continued is None or "'" in str(continued):
+        return args
+    return [*args, f"hydra.run.dir='{continued}'"]
+
+
+def check_writable(args: list[str]) -> None:
+    """Refuse, in one line before Hydra starts, a log or run directory named on the command line
+    that cannot be written (Hydra would fail to create it with a traceback)."""
+    for arg in args:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key not in ("paths.log_dir", "hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
+            continue
+        folder = Path(value.strip("'\""))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            print(
+                f"error: {key}={value} cannot be written ({type(err).__name__}: {err.strerror or err}); "
+                f"pass a folder this user can write",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
+def preflight(config_name: str, args: list[str]) -> None:
+    """What every Hydra entry point checks on its command line before Hydra starts: folders it
+    must write, and keys the config does not have."""
+    check_writable(args)
+    check_override_keys(config_name, args)

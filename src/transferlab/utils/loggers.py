@@ -18,6 +18,12 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         super().__init__(*args, **kwargs)
         self._saved_once = False
 
+    def purge_from(self, step: int) -> None:
+        """A resumed run: TensorBoard hides this run's events at ``step`` and after that an
+        earlier attempt wrote (the writer's ``purge_step``), so the curves show one run. Call
+        before the first event."""
+        self._kwargs["purge_step"] = step
+
     @rank_zero_only
     def save(self) -> None:
         if not self._saved_once:  # the first one writes hparams.yaml, as Lightning's does

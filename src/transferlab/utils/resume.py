@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from transferlab.utils.checkpoint import load_checkpoint, resolve_checkpoint_path
 from transferlab.utils.config import config_digest
+from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
 from transferlab.utils.errors import CheckpointError, ConfigError
 from transferlab.utils.log import log
-from transferlab.utils.run_files import DONE_FILE, RUN_FILE, write_atomic, write_json_atomic
+from transferlab.utils.run_files import DONE_FILE, RUN_FILE, read_json, write_atomic, write_json_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -77,7 +79,7 @@ def claim_output_dir(output_dir: Path, flat: dict[str, Any]) -> None:
     run (a relaunched sweep whose configs changed would otherwise mix two experiments)."""
     record_path = output_dir / RUN_FILE
     if record_path.is_file():
-        previous = json.loads(record_path.read_text())
+        previous = read_json(record_path, "relaunch into a new directory or delete that one")
         if previous.get("config_digest") != config_digest(flat):
             old = previous.get("config", {})
             changed = sorted(
@@ -99,38 +101,80 @@ def last_checkpoint(output_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def unfinished_run_of(run_dir: Path, flat: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds a run of this config (``run.json``'s digest) that did not finish."""
+    record_path = run_dir / RUN_FILE
+    if not record_path.is_file() or (run_dir / DONE_FILE).is_file():
+        return False
+    try:
+        return json.loads(record_path.read_text()).get("config_digest") == config_digest(flat)
+    except (OSError, ValueError):
+        return False
+
+
 def latest_unfinished_run(runs_dir: Path, flat: dict[str, Any], exclude: Path) -> Path | None:
     """The newest run directory under ``runs_dir`` with this config, a last.ckpt, and no
     metrics.json (``ckpt_path=last`` for single runs, whose directories are new each time)."""
-    digest = config_digest(flat)
-    candidates = []
-    for record_path in runs_dir.glob(f"*/{RUN_FILE}"):
-        run_dir = record_path.parent
-        if run_dir == exclude or (run_dir / DONE_FILE).is_file() or last_checkpoint(run_dir) is None:
-            continue
-        if json.loads(record_path.read_text()).get("config_digest") == digest:
-            candidates.append(run_dir)
+    candidates = [
+        record_path.parent
+        for record_path in runs_dir.glob(f"*/{RUN_FILE}")
+        if record_path.parent != exclude
+        and last_checkpoint(record_path.parent) is not None
+        and unfinished_run_of(record_path.parent, flat)
+    ]
     return max(candidates, key=lambda d: last_checkpoint(d).stat().st_mtime, default=None)  # type: ignore[union-attr]
 
 
-def resume_from(requested: str | None, output_dir: Path, flat: dict[str, Any]) -> str | None:
-    """The checkpoint to resume from: ``requested`` (a path, a run directory, or ``last``), else
-    this directory's own ``last.ckpt`` when an earlier attempt was interrupted."""
+def run_to_continue(requested: str | None, output_dir: Path, flat: dict[str, Any]) -> Path | None:
+    """The directory of the run that ``ckpt_path=requested`` continues, so that a resumed run
+    stays one run (its checkpoints, metrics, selection records and events in one directory):
+    with ``last``, this directory if it holds a last.ckpt, else the newest unfinished run of
+    this config beside it; with a checkpoint inside an unfinished run of this config, that run.
+    None: a new run (from a checkpoint of a finished run or of another config: a changed length,
+    a new learning rate)."""
+    if not requested:
+        return None
     if requested == "last":
-        run_dir = output_dir if last_checkpoint(output_dir) else None
-        run_dir = run_dir or latest_unfinished_run(output_dir.parent, flat, exclude=output_dir)
-        if run_dir is None:
+        if last_checkpoint(output_dir) is not None:
+            return output_dir
+        found = latest_unfinished_run(output_dir.parent, flat, exclude=output_dir)
+        if found is None:
             raise CheckpointError(
                 f"ckpt_path=last: no unfinished run of this config with a last.ckpt under "
                 f"{output_dir.parent}; run without ckpt_path to start one"
             )
-        path = last_checkpoint(run_dir)
-    elif requested:
-        path = resolve_checkpoint_path(requested)
-    else:
-        path = last_checkpoint(output_dir)
+        return found
+    path = resolve_checkpoint_path(requested)
+    run_dir = path.parent.parent
+    if path.parent.name == "checkpoints" and unfinished_run_of(run_dir, flat):
+        return run_dir
+    return None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run resumes from: its path, the contract of the run that wrote it (None
+    in a checkpoint without one) and the optimiser steps it had taken."""
+
+    path: str
+    contract: RunContract | None
+    global_step: int
+
+
+def resume_from(requested: str | None, output_dir: Path) -> ResumePoint | None:
+    """The checkpoint to resume from: ``requested`` (a path or a run directory; ``last``: this
+    directory's, after ``run_to_continue`` chose it), else this directory's own ``last.ckpt``
+    when an earlier attempt was interrupted. Loaded safely once (pickled code refused, a
+    truncated file reported)."""
+    path = (
+        resolve_checkpoint_path(requested)
+        if requested and requested != "last"
+        else last_checkpoint(output_dir)
+    )
     if path is None:
         return None
-    load_checkpoint(path)  # untrusted input: refuse pickled code, report a truncated file
+    checkpoint = load_checkpoint(path)
+    record = checkpoint.get(CHECKPOINT_KEY)
+    contract = RunContract.from_dict(record, f"checkpoint {path}") if record is not None else None
     log.info("resuming from %s", path)
-    return str(path)
+    return ResumePoint(str(path), contract, int(checkpoint.get("global_step", 0)))

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from transferlab.utils.errors import TransferlabError
+
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, flush it to disk, then rename it
@@ -107,10 +109,31 @@ FAILED_FILE = "failed.json"
 RUN_FILE = "run.json"
 
 
+class UnreadableRecord(TransferlabError):
+    """A run's record (metrics.json, failed.json, overrides.yaml, ...) is truncated or corrupt."""
+
+
+def read_json(path: str | Path, fix: str = "") -> Any:
+    """A JSON record, or ``UnreadableRecord`` ("unreadable: <path> (why)[; fix]") for one that is
+    truncated, corrupt or unreadable: readers of many runs report it and go on."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        hint = f"; {fix}" if fix else ""
+        raise UnreadableRecord(f"unreadable: {path} ({type(err).__name__}: {err}){hint}") from None
+
+
 def finished_run(output_dir: str | Path) -> dict[str, Any] | None:
-    """The metrics of a finished run in ``output_dir``, or None."""
+    """The metrics of a finished run in ``output_dir``, or None (``UnreadableRecord``: its
+    metrics.json is corrupt; delete it to run the job again)."""
     path = Path(output_dir) / DONE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    fix = "delete it to run the job again"
+    record = read_json(path, fix)
+    if not isinstance(record, dict) or not isinstance(record.get("final"), dict):
+        raise UnreadableRecord(f"unreadable: {path} (no 'final' metrics); {fix}")
+    return record
 
 
 def write_failed(output_dir: str | Path, kind: str, message: str, trace: str) -> None:

@@ -9,6 +9,7 @@ a message that lists the valid names, instead of minutes later or never.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import types
 import typing
@@ -31,6 +32,7 @@ def validate_config(cfg: DictConfig, groups: Sequence[str] = CHECKED_GROUPS) -> 
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             validate_node(node, group)
+    check_values(cfg, groups)
 
 
 def validate_node(node: DictConfig, key: str) -> None:
@@ -148,3 +150,55 @@ def _allows_none(hint: Any) -> bool:
 
 def describe(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+# --- values: non-finite numbers and the ranges every run shares ---------------------------------
+# (a key's last parts, the test a value must pass, what it must be): matched at any depth under the
+# checked groups, so method.optimizer.lr and method.losses.kd.temperature are held to the same
+RANGES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("optimizer.lr", lambda v: v > 0, "> 0"),
+    ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("temperature", lambda v: v > 0, "> 0"),
+    ("data.image_size", lambda v: v >= 1, ">= 1"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("trainer.max_epochs", lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)"),
+    ("trainer.max_steps", lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)"),
+    ("seed", lambda v: 0 <= v < 2**32, "in [0, 2**32 - 1] (NumPy's seeds)"),
+)
+
+
+def check_values(cfg: DictConfig, groups: Sequence[str] = CHECKED_GROUPS) -> None:
+    """Refuse a NaN or infinite number anywhere under ``groups`` (and the top-level ``seed``), and
+    a value out of the range ``RANGES`` gives its key, naming the key as the user types it.
+
+    A NaN passes every ``x < 0`` check a constructor makes and only shows as a non-finite loss
+    steps later; here it fails before any data is read."""
+    values = {"seed": cfg.get("seed")}
+    for group in groups:
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            values |= _numbers(node, group)
+    for key, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number; pass a number (e.g. {key}=0.1)")
+        for suffix, valid, expected in RANGES:
+            if (key == suffix or key.endswith(f".{suffix}")) and not valid(value):
+                raise ConfigError(f"{key}={value} must be {expected}")
+
+
+def _numbers(node: DictConfig, key: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in node:
+        if OmegaConf.is_missing(node, name):
+            continue
+        child = node.get(name)
+        if isinstance(child, DictConfig):
+            found |= _numbers(child, f"{key}.{name}")
+        elif isinstance(child, ListConfig):
+            found |= {f"{key}.{name}[{i}]": v for i, v in enumerate(child) if isinstance(v, int | float)}
+        else:
+            found[f"{key}.{name}"] = child
+    return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,14 @@ def read_selection(job_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     by_epoch = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
             record = json.loads(line)
-            by_epoch[record["epoch"]] = record
+            by_epoch[int(record["epoch"])] = record
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill: the rest is read
+            print(f"unreadable: {path} line {number}", file=sys.stderr)
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
