@@ -208,6 +208,7 @@ def test_the_regularizer_benchmark_times_every_arm_against_plain_fine_tuning(tmp
     bench = load_script("bench_regularizers", monkeypatch)
     tiny = [
         "pretrain=synthetic",
+        "pretrain.data.image_size=16",  # the source is fed what the target is (checked at start)
         "data=synthetic",
         "data.image_size=16",
         "net=resnet8x4",

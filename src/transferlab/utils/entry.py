@@ -243,6 +243,8 @@ def check_writable(args: list[str]) -> None:
         key, _, value = arg.lstrip("+").partition("=")
         if key not in ("paths.log_dir", "hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
             continue
+        if "," in value:  # a sweep over folders: each job's is created by Hydra
+            continue
         folder = Path(value.strip("'\""))
         try:
             folder.mkdir(parents=True, exist_ok=True)
