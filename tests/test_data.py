@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.error import URLError
 
+import hydra
 import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, write_cifar10, write_cifar100, write_image_tree
+from conftest import FAST, SHARED_DATA, compose_config, write_cifar10, write_cifar100, write_image_tree
 from transferlab.data import (
     CIFAR10DataModule,
     CIFAR100DataModule,
@@ -266,3 +267,16 @@ def test_splits_held_in_memory_are_resized_once_and_give_the_same_pixels():
     )
     for i in (0, 17, len(test) - 1):
         assert torch.equal(test[i][0], per_item(raw[int(test.indices[i])]))
+
+
+@pytest.mark.parametrize("on_device", ["auto", False])
+def test_the_input_spec_a_checkpoint_records_is_what_the_net_is_fed_and_draws_nothing(tmp_path, on_device):
+    overrides = [*FAST, "data=digits", "data.image_size=20", f"data.on_device={on_device}"]
+    datamodule = hydra.utils.instantiate(compose_config(overrides, tmp_path).data)
+    datamodule.setup("fit")
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    spec = datamodule.input_spec()
+    assert torch.equal(before, torch.get_rng_state())  # recording it leaves the run's randomness alone
+    assert spec["image_size"] == 20 and spec["channels"] == 3
+    assert spec["mean"] == [round(float(m), 4) for m in datamodule.mean] and len(spec["std"]) == 3

@@ -301,7 +301,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def input_spec(self) -> dict[str, Any]:
         """What a net trained on this data is fed (after setup): the image side, the channels and
         the normalisation, as a run's contract records it (``RunContract.inputs``)."""
-        _, channels, height, width = self.clean_sample(1).shape
+        channels, height, width = self.clean_train_dataset()[0][0].shape  # no loader: no random draw
         return {
             "image_size": height if height == width else [height, width],
             "channels": channels,
