@@ -293,7 +293,8 @@ ENTRY_MODULES = ("train", "eval", "rank", "summarize", "data.prepare")
 def run_entry(module: str, args: list[str], stderr_path: str, cwd: str) -> None:
     """In a child process: ``python -m transferlab.<module> *args``,
     with stderr to ``stderr_path`` and stdout discarded; exits with the status it ends with (an
-    uncaught exception prints its traceback there and exits 1, as the interpreter would)."""
+    uncaught exception prints its traceback there and exits 1, as the interpreter would), also
+    written to ``<stderr_path>.status``."""
     import runpy
     import traceback
     import warnings
@@ -316,6 +317,9 @@ def run_entry(module: str, args: list[str], stderr_path: str, cwd: str) -> None:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
+    # the status also in a file: a forkserver's client now and then reads 255 for a child that
+    # exited normally (it lost the server's report), which would make a test flaky
+    Path(f"{stderr_path}.status").write_text(str(code))
     os._exit(code)
 
 

@@ -394,6 +394,25 @@ CASES = [
         ["optimized_metric=val/accc"],
         "optimized_metric=val/accc is not a metric this run logs",
     ),
+    # --- a config group's option that does not exist: one line listing those that do
+    (
+        "unknown-data-option",
+        "train",
+        ["data=cifar11"],
+        "data=cifar11 is not an option of data; the options: cifar10, cifar100,",
+    ),
+    (
+        "unknown-regularizer",
+        "train",
+        ["method=finetune", "method/regularizer=l2_sp"],
+        "method/regularizer=l2_sp is not an option of method/regularizer; the options: bss, delta, l2, l2sp,",
+    ),
+    (
+        "unknown-tta",
+        "eval",
+        ["ckpt_path={at16_last}", "tta=tentt"],
+        "tta=tentt is not an option of tta; the options: bn, none, shot_im, tent",
+    ),
     # --- where a run writes
     (
         "log-dir-unwritable",
@@ -522,7 +541,9 @@ def outcomes(inputs) -> dict[str, Outcome]:
         process = context.Process(target=run_entry, args=(module, args, str(stderr), str(ROOT)))
         process.start()
         process.join(timeout=300)
-        return Outcome(process.exitcode, stderr.read_text())
+        status = Path(f"{stderr}.status")
+        code = int(status.read_text()) if status.is_file() else process.exitcode
+        return Outcome(code, stderr.read_text())
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip([c[0] for c in CASES], pool.map(run, CASES), strict=True))

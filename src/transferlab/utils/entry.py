@@ -164,6 +164,7 @@ def check_override_keys(config_name: str, args: list[str]) -> None:
     except Exception:  # a syntax error: Hydra reports it
         return
     conf_dir = Path(project_root()) / "conf"
+    check_group_options(overrides, conf_dir, searched=any("hydra.searchpath" in a for a in args))
     structural, values = [], []
     for override, text in zip(overrides, candidates, strict=True):
         key = override.key_or_group
@@ -193,6 +194,37 @@ def check_override_keys(config_name: str, args: list[str]) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def check_group_options(overrides: list[Any], conf_dir: Path, searched: bool) -> None:
+    """Refuse ``group=option`` (every value of a sweep) naming an option the group does not have,
+    listing those it has; Hydra's own message is a dozen lines. Options on an added search path
+    (``hydra.searchpath``) are Hydra's to find."""
+    from hydra.core.override_parser.types import Glob
+
+    if searched:
+        return
+    for override in overrides:
+        group = conf_dir / override.key_or_group
+        if override.is_hydra_override() or override.is_delete() or not group.is_dir():
+            continue
+        if isinstance(override.value(), Glob):
+            continue
+        chosen = (
+            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        )
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for option in chosen:
+            if option is None or str(option) in ("null", "") or not isinstance(option, str | int | float):
+                continue
+            if str(option) not in options:
+                listed = ", ".join(o for o in options if not o.startswith("_"))
+                print(
+                    f"error: {override.key_or_group}={option} is not an option of {override.key_or_group}; "
+                    f"the options: {listed}",
+                    file=sys.stderr,
+                )
+                sys.exit(1)
 
 
 def first_sweep_value(override: Any, conf_dir: Path) -> str | None:
