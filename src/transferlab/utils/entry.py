@@ -164,7 +164,9 @@ def check_override_keys(config_name: str, args: list[str]) -> None:
     except Exception:  # a syntax error: Hydra reports it
         return
     conf_dir = Path(project_root()) / "conf"
-    check_group_options(overrides, conf_dir, searched=any("hydra.searchpath" in a for a in args))
+    local = [p.read_text() for p in (conf_dir / "local").glob("*.yaml")]  # a machine's own search path
+    searched = any("hydra.searchpath" in a for a in args) or any("searchpath" in text for text in local)
+    check_group_options(overrides, conf_dir, searched)
     structural, values = [], []
     for override, text in zip(overrides, candidates, strict=True):
         key = override.key_or_group
