@@ -19,7 +19,7 @@ from transferlab.data import (
     SyntheticDataModule,
 )
 from transferlab.data.base import ToNormalizedFloat, per_device_batch_size
-from transferlab.data.selection import (
+from transferlab.data.subsets import (
     class_mapping,
     select_classes,
     split_per_class,

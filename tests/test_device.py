@@ -19,7 +19,7 @@ from conftest import PAIR, write_image_tree
 from transferlab.data import ImageFolderDataModule
 from transferlab.data.base import RandomCropFlip
 from transferlab.data.device import DeviceLoader, TransferLoader, random_crop_flip
-from transferlab.data.digits import DigitsDataModule
+from transferlab.data.sklearn_digits import DigitsDataModule
 from transferlab.train import train
 
 

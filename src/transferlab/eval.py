@@ -4,7 +4,7 @@ The net and the data come from the checkpoint's run contract; ``data=...`` overr
 (for example to evaluate on a local copy), as long as the classes match. The data's own test
 routes are followed: a domain pair is tested on its target (``test/…``) and its source
 (``test/source_…``). ``tta=bn|tent|shot_im`` adapts the model to the test stream as it reads it
-(``methods/test_time.py``; the stream shuffled with ``seed`` unless ``stream=sorted``).
+(``methods/tta.py``; the stream shuffled with ``seed`` unless ``stream=sorted``).
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 from transferlab.data.base import ClassificationDataModule, EvalRoute, RawSplit
 from transferlab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from transferlab.data.cifar10_c import CIFAR10CDataModule
-from transferlab.data.digit_datasets import BlendedDigitsDataModule, MNISTDataModule, USPSDataModule
-from transferlab.data.digits import DigitsDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
+from transferlab.data.mnist_usps import MNISTDataModule, USPSDataModule
+from transferlab.data.sklearn_digits import BlendedDigitsDataModule, DigitsDataModule
 from transferlab.data.stl10 import STL10DataModule
 from transferlab.data.synthetic import SyntheticDataModule
 from transferlab.data.torchvision_data import TorchvisionDataModule

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from transferlab.data.decoded import decode_images, decoded_nbytes
 from transferlab.data.device import DeviceLoader, TransferLoader, to_uint8_tensor
-from transferlab.data.selection import class_mapping, select_classes, split_per_class, take_per_class
+from transferlab.data.subsets import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 from transferlab.utils.resume import restore_rng_state, rng_state

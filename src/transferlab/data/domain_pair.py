@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from transferlab.data.base import ClassificationDataModule, EvalRoute, LabelledImages
-from transferlab.data.selection import take_per_class
+from transferlab.data.subsets import take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 

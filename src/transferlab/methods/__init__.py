@@ -16,7 +16,7 @@ from transferlab.methods.jan import JANModule
 from transferlab.methods.mcc import MCCModule
 from transferlab.methods.mdd import MDDModule
 from transferlab.methods.supervised import SupervisedModule
-from transferlab.methods.test_time import TestTimeModule
+from transferlab.methods.tta import TestTimeModule
 
 __all__ = [
     "AdversarialAdaptationModule",

@@ -26,7 +26,7 @@ class EntropyMinimization(nn.Module):
         return prediction_entropy(logits).mean()
 
 
-class InformationMaximization(nn.Module):
+class InformationMaximizationLoss(nn.Module):
     """SHOT-IM's objective (Liang et al., ICML 2020): L = (1/N)·Σ_i H_ε(p_i) − H_ε(p̄), with
     p̄ = (1/N)·Σ_i p_i and H_ε(q) = −Σ_k q_k·log(q_k + ε): confident predictions (low entropy
     per image) that together cover the classes (high entropy of the mean); ε = 1e-5 as the

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from transferlab.data.base import EvalRoute
-from transferlab.losses.test_time import EntropyMinimization, InformationMaximization
+from transferlab.losses.tta import EntropyMinimization, InformationMaximizationLoss
 from transferlab.methods.base import ClassificationModule
 from transferlab.utils.errors import ConfigError
 
 ADAPTATIONS = ("none", "bn", "tent", "shot_im")
-OBJECTIVES = {"tent": EntropyMinimization, "shot_im": InformationMaximization}
+OBJECTIVES = {"tent": EntropyMinimization, "shot_im": InformationMaximizationLoss}
 
 
 def batchnorm_layers(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -18,8 +18,8 @@ from PIL import Image
 from conftest import compose_config, run_module, write_image_tree
 from transferlab.data.cifar10_c import build_corrupted_tree, image_seed
 from transferlab.data.corruptions import CORRUPTIONS, FAMILIES, corrupt
-from transferlab.losses.test_time import EntropyMinimization, InformationMaximization, prediction_entropy
-from transferlab.methods.test_time import TestTimeModule, batchnorm_layers
+from transferlab.losses.tta import EntropyMinimization, InformationMaximizationLoss, prediction_entropy
+from transferlab.methods.tta import TestTimeModule, batchnorm_layers
 from transferlab.nets.resnet import resnet8
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError
@@ -116,9 +116,9 @@ def test_prediction_entropy_and_the_tta_objectives_against_their_formulas():
     eps = 1e-5
     mean = p.mean(0)
     expected = -(p * (p + eps).log()).sum(1).mean() + (mean * (mean + eps).log()).sum()
-    assert torch.allclose(InformationMaximization()(logits), expected)
+    assert torch.allclose(InformationMaximizationLoss()(logits), expected)
     assert torch.autograd.gradcheck(lambda x: EntropyMinimization()(x), (logits,))
-    assert torch.autograd.gradcheck(lambda x: InformationMaximization()(x), (logits,))
+    assert torch.autograd.gradcheck(lambda x: InformationMaximizationLoss()(x), (logits,))
     uniform = torch.zeros(3, 5, dtype=torch.float64)
     assert EntropyMinimization()(uniform).item() == pytest.approx(np.log(5))
 
