@@ -37,7 +37,7 @@ QUIET = [
 ]
 
 CIFAR = ["data=imagefolder", "data.root=${paths.offline_data}/cifar10", "data.num_workers=0"]
-CIFAR_NORM = ["data.mean=[0.4914,0.4822,0.4465]", "data.std=[0.2470,0.2435,0.2616]"]
+CIFAR_NORM = ["data.mean=${stats:cifar10.mean}", "data.std=${stats:cifar10.std}"]
 FIVE = "data.classes=[airplane,automobile,bird,cat,deer]"
 DIGITS = ["data.image_size=16", "data.num_workers=0", "data.crop_padding=2", "data.hflip=false"]
 DIGITS_NORM = ["data.mean=[0.5,0.5,0.5]", "data.std=[0.5,0.5,0.5]"]

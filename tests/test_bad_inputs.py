@@ -413,6 +413,12 @@ CASES = [
         ["ckpt_path={at16_last}", "tta=tentt"],
         "tta=tentt is not an option of tta; the options: bn, none, shot_im, tent",
     ),
+    (
+        "unknown-borrowed-stats",
+        "train",
+        ["+data.mean=${{stats:cifar11.mean}}"],
+        "error: data.mean: ${{stats:cifar11.mean}}: use ${{stats:<dataset>.mean}} or .std, dataset one of",
+    ),
     # --- where a run writes
     (
         "log-dir-unwritable",

@@ -107,10 +107,35 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("job_name", job_name)
     if not OmegaConf.has_resolver("basename"):
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
+    if not OmegaConf.has_resolver("stats"):
+        OmegaConf.register_new_resolver("stats", dataset_stats)
     if not OmegaConf.has_resolver("selection_metric"):
         from transferlab.utils.selection import selection_metric
 
         OmegaConf.register_new_resolver("selection_metric", selection_metric)
+
+
+# the datamodules whose normalisation other data borrows (a target fed as its source was)
+STATS_OF = {
+    "cifar10": "transferlab.data.CIFAR10DataModule",
+    "cifar100": "transferlab.data.CIFAR100DataModule",
+    "mnist": "transferlab.data.MNISTDataModule",
+    "usps": "transferlab.data.USPSDataModule",
+    "stl10": "transferlab.data.STL10DataModule",
+}
+
+
+def dataset_stats(which: str) -> list[float]:
+    """``${stats:cifar10.mean}``: a dataset's normalisation as its datamodule defines it (one
+    place for those numbers; a config that feeds other images as a CIFAR-10 net saw them names
+    them instead of copying them)."""
+    name, _, kind = str(which).partition(".")
+    if name not in STATS_OF or kind not in ("mean", "std"):
+        raise ConfigError(
+            f"${{stats:{which}}}: use ${{stats:<dataset>.mean}} or .std, dataset one of {', '.join(STATS_OF)}"
+        )
+    datamodule = hydra.utils.get_class(STATS_OF[name])
+    return [float(v) for v in getattr(datamodule, f"default_{kind}")]
 
 
 def compose_config(overrides: list[str], output_dir: str | Path, config_name: str = "train") -> DictConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from transferlab.utils.errors import ConfigError
 
@@ -61,7 +63,7 @@ def validate_node(node: DictConfig, key: str) -> None:
         hint = hints.get(name)
         if OmegaConf.is_missing(node, name):
             raise ConfigError(f"{key}.{name} is not set (???); pass {key}.{name}=<{describe(hint or str)}>")
-        value = node.get(name)
+        value = resolved(node, name, key)
         if isinstance(value, DictConfig):
             validate_node(value, f"{key}.{name}")
             continue
@@ -74,6 +76,16 @@ def validate_node(node: DictConfig, key: str) -> None:
                 f"{key}.{name}={value!r} has the wrong type: {target} takes {describe(hint)}, "
                 f"got {type(value).__name__}"
             )
+
+
+def resolved(node: DictConfig, name: str, key: str) -> Any:
+    """``node[name]`` with its interpolations resolved; a resolver's refusal (``${stats:…}``) as a
+    ``ConfigError`` naming ``key.name``."""
+    try:
+        return node.get(name)
+    except InterpolationResolutionError as err:
+        message = re.sub(r"^\w+ raised while resolving interpolation: ", "", str(err).splitlines()[0])
+        raise ConfigError(f"{key}.{name}: {message}") from None
 
 
 def accepted_parameters(factory: Callable[..., Any]) -> tuple[set[str], bool]:
@@ -194,7 +206,7 @@ def _numbers(node: DictConfig, key: str) -> dict[str, Any]:
     for name in node:
         if OmegaConf.is_missing(node, name):
             continue
-        child = node.get(name)
+        child = resolved(node, name, key)
         if isinstance(child, DictConfig):
             found |= _numbers(child, f"{key}.{name}")
         elif isinstance(child, ListConfig):
