@@ -359,3 +359,38 @@ def test_a_checkpoint_carrying_pickled_code_is_refused_and_its_code_never_runs(t
         with pytest.raises(CheckpointError, match=rf"refusing checkpoint {path}: it carries objects"):
             load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_the_contract_check_tells_another_sample_from_another_normalisation_scheme():
+    from transferlab.data import CIFAR10DataModule, CIFAR100DataModule
+    from transferlab.utils.contract import RunContract, check_handed
+
+    def fed(mean, std, size=32, classes=("a", "b")) -> RunContract:
+        spec = {"image_size": size, "channels": 3, "mean": list(mean), "std": list(std)}
+        return RunContract(net={}, num_classes=len(classes), class_names=list(classes), inputs=spec)
+
+    cifar10 = fed(CIFAR10DataModule.default_mean, CIFAR10DataModule.default_std)
+    cifar100 = fed(CIFAR100DataModule.default_mean, CIFAR100DataModule.default_std)
+    check_handed(cifar10, cifar100, "source", "method.source_ckpt=x")  # statistics of other images: fed alike
+    with pytest.raises(
+        CheckpointError, match=r"data.mean=\[0.4914,0.4822,0.4465\] \(this run: \[0.5,0.5,0.5\]\)"
+    ):
+        check_handed(cifar10, fed([0.5] * 3, [0.25] * 3), "source", "method.source_ckpt=x")
+    with pytest.raises(
+        CheckpointError, match=r"data.std=\[0.247,0.2435,0.2616\] \(this run: \[0.5,0.5,0.5\]\)"
+    ):
+        check_handed(
+            cifar10, fed(CIFAR10DataModule.default_mean, [0.5] * 3), "teacher", "method.teacher_ckpt=x"
+        )
+    with pytest.raises(CheckpointError, match=r"data.image_size=32 \(this run: 16\)"):
+        check_handed(
+            cifar10, fed(CIFAR10DataModule.default_mean, CIFAR10DataModule.default_std, 16), "rank", "x"
+        )
+    other_classes = fed(CIFAR10DataModule.default_mean, CIFAR10DataModule.default_std, classes=("b", "a"))
+    check_handed(cifar10, other_classes, "source", "x")  # a source's head is replaced
+    with pytest.raises(
+        CheckpointError, match=r"trained on classes \['a', 'b'\] and this run's data has \['b', 'a'\]"
+    ):
+        check_handed(cifar10, other_classes, "eval", "ckpt_path=x")
+    unrecorded = RunContract(net={}, num_classes=2, class_names=["a", "b"])  # a checkpoint from before
+    check_handed(unrecorded, fed([0.5] * 3, [0.25] * 3, 16), "teacher", "x")
