@@ -70,14 +70,10 @@ def refused_input(err: BaseException) -> bool:
 
 
 def _instantiation_cause(err: BaseException) -> BaseException:
-    """The error a constructor (or a config resolver) raised, under any number of Hydra
-    instantiation or OmegaConf interpolation wrappers."""
+    """The error a constructor raised, under any number of Hydra instantiation wrappers."""
     from hydra.errors import InstantiationException
-    from omegaconf.errors import InterpolationResolutionError
 
-    while (
-        isinstance(err, InstantiationException | InterpolationResolutionError) and err.__cause__ is not None
-    ):
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
         err = err.__cause__
     return err
 
@@ -85,19 +81,14 @@ def _instantiation_cause(err: BaseException) -> BaseException:
 def one_line(err: BaseException) -> str:
     """The error's own message; for a constructor's error wrapped by Hydra, that error's message
     prefixed by the config key of the object it built (``method.regularizer: ...``) unless it
-    names it already (so too a config resolver's, without OmegaConf's wrapping words); for an
-    error re-raised from a DataLoader worker (whose message is the worker's traceback) the
-    original message, which is its last line."""
+    names it already; for an error re-raised from a DataLoader worker (whose message is the
+    worker's traceback) the original message, which is its last line."""
     cause = _instantiation_cause(err)
     message = str(cause).strip()
     if "Original Traceback" in message:
         message = message.splitlines()[-1].split(": ", 1)[-1]
-    resolving = re.match(r"^\w+ raised while resolving interpolation: ", message)
-    if resolving:  # a resolver's error, as OmegaConf words it: its own message, keyed
-        message = message[resolving.end() :].splitlines()[0]
-        cause = None
     if cause is not err:
-        found = re.search(r"^\s*full_key: (\S+)$", str(err), flags=re.MULTILINE)
+        found = re.search(r"^full_key: (\S+)$", str(err), flags=re.MULTILINE)
         key = found.group(1) if found else ""
         if key and key not in message:
             message = f"{key}: {message}"

@@ -10,7 +10,6 @@ datamodule's ``state_dict`` holds them: Lightning calls it only when it writes a
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,14 @@ from transferlab.utils.config import config_digest
 from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
 from transferlab.utils.errors import CheckpointError, ConfigError
 from transferlab.utils.log import log
-from transferlab.utils.run_files import DONE_FILE, RUN_FILE, read_json, write_atomic, write_json_atomic
+from transferlab.utils.run_files import (
+    DONE_FILE,
+    RUN_FILE,
+    UnreadableRecord,
+    read_json,
+    write_atomic,
+    write_json_atomic,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -107,9 +113,10 @@ def unfinished_run_of(run_dir: Path, flat: dict[str, Any]) -> bool:
     if not record_path.is_file() or (run_dir / DONE_FILE).is_file():
         return False
     try:
-        return json.loads(record_path.read_text()).get("config_digest") == config_digest(flat)
-    except (OSError, ValueError):
+        record = read_json(record_path)
+    except UnreadableRecord:  # not a run this config can continue
         return False
+    return isinstance(record, dict) and record.get("config_digest") == config_digest(flat)
 
 
 def latest_unfinished_run(runs_dir: Path, flat: dict[str, Any], exclude: Path) -> Path | None:
