@@ -33,9 +33,9 @@ import torch
 from lightning.pytorch import Callback
 
 from bench_common import StepTimer
+from transferlab.callbacks.nonfinite import NonFiniteWatch
 from transferlab.train import train
 from transferlab.utils.config import compose_config
-from transferlab.utils.nonfinite import NonFiniteWatch
 
 ROOT = Path(__file__).resolve().parents[1]
 

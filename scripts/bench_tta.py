@@ -23,9 +23,11 @@ from transferlab.eval import test_stream
 from transferlab.nets.reference import build_net
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import compose_config
+from transferlab.utils.families import group_options
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = ["none", "bn", "tent", "shot_im"]
+# plain evaluation first, then every member of conf/tta/ (a new member is timed with no edit here)
+ARMS = ["none", *(m for m in group_options("tta") if m != "none")]
 
 
 def rate(args: argparse.Namespace, arm: str, datamodule, checkpoint) -> float:

@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from transferlab.methods.tta import batchnorm_layers
 from transferlab.nets.reference import build_net
+from transferlab.tta.base import batchnorm_layers
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import register_resolvers
 

@@ -106,7 +106,7 @@ def loops(args: argparse.Namespace, out: Path) -> dict[str, float]:
 
 
 class ReadLossEveryStep(Callback):
-    """The check the template made before ``utils/nonfinite.py``: the loss read on the host after
+    """The check the template made before ``callbacks/nonfinite.py``: the loss read on the host after
     every step (which waits for the device to finish it)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import pickle
 import subprocess
@@ -17,7 +18,9 @@ import torch
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
+from transferlab.methods.adaptation.base import AdversarialAdaptationModule
 from transferlab.utils.config import compose_config as compose_train_config
+from transferlab.utils.families import FAMILIES, members_of, target_of
 
 # pytest-xdist's workers share the machine's cores: a torch process per worker on every core
 # would make their OpenMP threads spin against each other (each training several times slower).
@@ -89,17 +92,21 @@ PAIR = [
     "+trainer.limit_val_batches=2",
     "method.optimizer.lr=0.05",
 ]
-ALIGNING = ["dann", "cdan", "cdan_e", "dan", "coral", "jan", "mcc", "mdd"]
+ADAPTATION = next(f for f in FAMILIES if f.group == "method")
+# every adaptation method with an alignment term: the family's members from conf/method/, less the baseline
+ALIGNING = [m for m in members_of(ADAPTATION) if m != "source_only"]
 DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]
 
 
 def deterministic_discriminator(method: str) -> list[str]:
-    """Adversarial methods: no dropout in d, and c = 1 from the first step (no warm-up)."""
-    if method not in ("dann", "cdan", "cdan_e", "mdd"):
+    """Adversarial methods: no dropout in the adversary (d, or MDD's head), and c = 1 from the
+    first step (no warm-up); read from the method's class, not a list of names."""
+    cls = hydra.utils.get_class(target_of("method", method))
+    if not issubclass(cls, AdversarialAdaptationModule):
         return []
-    if method == "mdd":
-        return ["method.head_dropout=0", "method.schedule=fixed"]
-    return ["method.discriminator_dropout=0", "method.schedule=fixed"]
+    keys = inspect.signature(cls).parameters
+    dropout = "head_dropout" if "head_dropout" in keys else "discriminator_dropout"
+    return [f"method.{dropout}=0", "method.schedule=fixed"]
 
 
 def final_weights(summary: dict) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from conftest import (
     same_weights,
 )
 from transferlab.data import DomainPairDataModule
-from transferlab.methods import CDANModule
+from transferlab.methods.adaptation.cdan import CDANModule
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError, DataError
 

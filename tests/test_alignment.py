@@ -8,13 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab.losses import (
-    ConditionalDomainAdversarialLoss,
-    CORALLoss,
-    DomainAdversarialLoss,
-    MultilinearMap,
-    MultipleKernelMMD,
-)
+from transferlab.losses.alignment.cdan import ConditionalDomainAdversarialLoss, MultilinearMap
+from transferlab.losses.alignment.coral import CORALLoss
+from transferlab.losses.alignment.dan import MultipleKernelMMD
+from transferlab.losses.alignment.dann import DomainAdversarialLoss
 
 
 def bce_with_logits(z: torch.Tensor, label: float) -> torch.Tensor:

@@ -10,12 +10,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from transferlab.losses import ConditionalDomainAdversarialLoss, MultilinearMap
-from transferlab.losses.alignment import (
-    JointMultipleKernelMMD,
-    MarginDisparityDiscrepancy,
-    MinimumClassConfusion,
-)
+from transferlab.losses.alignment.cdan import ConditionalDomainAdversarialLoss, MultilinearMap
+from transferlab.losses.alignment.jan import JointMultipleKernelMMD
+from transferlab.losses.alignment.mcc import MinimumClassConfusion
+from transferlab.losses.alignment.mdd import MarginDisparityDiscrepancy
 
 
 def bce_with_logits(z: torch.Tensor, label: float) -> torch.Tensor:

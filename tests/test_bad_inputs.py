@@ -81,7 +81,7 @@ CASES = [
         "typo-added-key",
         "train",
         ["method=finetune", "+method.lamda=0.1"],
-        "method.lamda is not an option of transferlab.methods.FinetuneModule; valid options: ",
+        "method.lamda is not an option of transferlab.methods.finetune.FinetuneModule; valid options: ",
     ),
     (
         "typo-trainer",
@@ -164,8 +164,8 @@ CASES = [
         "unknown-validator",
         "train",
         ["data=digits_blended_pair", "method=dann", "select=snd2"],
-        "select=snd2 is not a validator of this run; the known ones: source_acc, source_loss, entropy, im, "
-        "bnm, snd, dev, oracle",
+        "select=snd2 is not a validator of this run; the known ones: bnm, dev, entropy, im, oracle, snd, "
+        "source_acc, source_loss",
     ),
     (
         "validator-on-one-domain",
@@ -246,8 +246,8 @@ CASES = [
         "resume-other-method",
         "train",
         ["ckpt_path={at16_last}", "method=distill", "distill=kd", "method.teacher_ckpt={at16}"],
-        "it is a checkpoint of transferlab.methods.SupervisedModule and this run trains "
-        "transferlab.methods.DistillModule",
+        "it is a checkpoint of transferlab.methods.supervised.SupervisedModule and this run trains "
+        "transferlab.methods.distill.DistillModule",
     ),
     (
         "resume-other-net",

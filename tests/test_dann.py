@@ -12,10 +12,10 @@ from lightning.pytorch import Callback
 
 from conftest import PAIR, with_overrides
 from transferlab.data import DigitsDataModule, DomainPairDataModule, SyntheticDataModule
-from transferlab.losses import GradientReversal, reversal_warmup
+from transferlab.losses.domain import GradientReversal, reversal_warmup
+from transferlab.methods.schedulers import AnnealedLR, annealed_lr_factor
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError, DataError
-from transferlab.utils.schedule import AnnealedLR, annealed_lr_factor
 
 # DANN on the quick pair, at the default learning rate, with a small discriminator
 DANN = [

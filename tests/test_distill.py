@@ -11,8 +11,10 @@ import torch
 from lightning.pytorch import Callback
 
 from conftest import FAST, build_module, compose_config
-from transferlab.losses import DistillationInputs, HintLoss, KDLoss, kd_divergence
-from transferlab.methods import DistillModule
+from transferlab.losses.distillation.base import DistillationInputs
+from transferlab.losses.distillation.fitnets import HintLoss
+from transferlab.losses.distillation.kd import KDLoss, kd_divergence
+from transferlab.methods.distill import DistillModule
 from transferlab.train import train
 from transferlab.utils.entry import user_errors
 from transferlab.utils.errors import CheckpointError

@@ -9,17 +9,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from transferlab.losses import (
-    AttentionTransfer,
-    ContrastiveRepresentationDistillation,
-    DecoupledKD,
-    DistillationInputs,
-    ProbabilisticKnowledgeTransfer,
-    RelationalKD,
-    SimilarityPreserving,
-    kd_divergence,
-)
-from transferlab.losses.distillation import decoupled_kd, nce_loss, triplet_angles
+from transferlab.losses.distillation.at import AttentionTransfer
+from transferlab.losses.distillation.base import DistillationInputs
+from transferlab.losses.distillation.crd import ContrastiveRepresentationDistillation, nce_loss
+from transferlab.losses.distillation.dkd import DecoupledKD, decoupled_kd
+from transferlab.losses.distillation.kd import kd_divergence
+from transferlab.losses.distillation.pkt import ProbabilisticKnowledgeTransfer
+from transferlab.losses.distillation.rkd import RelationalKD, triplet_angles
+from transferlab.losses.distillation.sp import SimilarityPreserving
 
 
 def maps(seed: int, n: int = 3, c: int = 4, hw: int = 4) -> torch.Tensor:
@@ -206,7 +203,7 @@ def test_crd_memory_and_normalisers_are_saved_and_restored():
 
 
 def test_crd_refuses_more_negatives_than_the_training_split_holds_and_caps_its_default():
-    from transferlab.losses import SetupContext
+    from transferlab.losses.slot import SetupContext
     from transferlab.nets import resnet8
 
     context = SetupContext(stage="fit", net=resnet8(num_classes=3), num_classes=3, training_size=100)

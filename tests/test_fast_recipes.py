@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from transferlab.callbacks import Lookahead
-from transferlab.methods import SupervisedModule
+from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets import AirbenchNet
 from transferlab.nets.airbench import WhiteningConv
 from transferlab.nets.resnet import BasicBlock, resnet18

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import FAST, build_module
-from transferlab.methods import FinetuneModule
+from transferlab.methods.finetune import FinetuneModule
 from transferlab.pipeline import prepare_pretraining, pretraining_config
 from transferlab.train import train
 from transferlab.utils.errors import CheckpointError, ConfigError
@@ -119,11 +119,26 @@ def test_finetuning_logs_the_loss_terms_and_the_drift(fast_cfg, source_run):
     assert final["train/reg"] > 0
     assert any(k.startswith("drift/") for k in final)
     assert summary["notes"] == []
+    assert summary["control"] is False  # λ·R trains: not a sweep's control
+
+
+def test_a_run_records_that_its_transfer_term_was_off(fast_cfg, source_run, tmp_path):
+    """What a sweep's summary finds its control by: λ = 0, or R = 0 whatever λ."""
+    for number, overrides in enumerate((["method.lam=0"], ["method/regularizer=none", "method.lam=0.5"])):
+        cfg = fast_cfg(
+            "method=finetune",
+            f"method.source_ckpt={source_run}",
+            *overrides,
+            output_dir=tmp_path / str(number),
+        )
+        summary = train(cfg)
+        assert summary["control"] is True, overrides
 
 
 def test_fine_tuning_without_a_source_says_so_in_its_metrics(fast_cfg):
     summary = train(fast_cfg("method=finetune", "method.lam=0"))
     assert summary["notes"] == ["no source: trained from scratch"]
+    assert summary["reports"]["from_scratch"] is True  # what the transferability report reads
 
 
 def test_the_cached_source_is_trained_once_and_reused(fast_cfg):

@@ -12,7 +12,7 @@ import torch
 
 from conftest import FAST, build_module, compose_config, load_script
 from transferlab.eval import evaluate
-from transferlab.methods import FinetuneModule
+from transferlab.methods.finetune import FinetuneModule
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError
 

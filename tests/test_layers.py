@@ -8,8 +8,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
-LAYER = {"utils": 0, "losses": 1, "validators": 1, "transferability": 1, "nets": 2, "data": 2, "methods": 3}
-ENTRY = 4  # train, eval, demo, summarize, pipeline
+LAYER = {
+    "utils": 0,
+    **dict.fromkeys(("losses", "validators", "transferability", "tta", "report"), 1),
+    **dict.fromkeys(("nets", "data"), 2),
+    "callbacks": 3,  # engineering a method is handed: below the methods
+    "methods": 4,
+}
+ENTRY = 5  # train, eval, demo, summarize, pipeline
 
 
 def room(module: str) -> str:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transferlab.losses import L2, L2SP, BatchSpectralShrinkage, FeatureMapDistance, NoRegularizer
-from transferlab.losses.regularizers import RegularizerInputs as Inputs
+from transferlab.losses.regularizers.base import RegularizerInputs as Inputs
+from transferlab.losses.regularizers.bss import BatchSpectralShrinkage
+from transferlab.losses.regularizers.delta import FeatureMapDistance
+from transferlab.losses.regularizers.l2 import L2
+from transferlab.losses.regularizers.l2sp import L2SP
+from transferlab.losses.regularizers.none import NoRegularizer
 
 
 def params():

@@ -7,8 +7,8 @@ import functools
 import pytest
 import torch
 
-from transferlab.methods import SupervisedModule
 from transferlab.methods.base import accuracy_metrics
+from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets import resnet20
 
 

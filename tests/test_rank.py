@@ -4,6 +4,7 @@ records of its starting net, and the scores set against a sweep's outcomes."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,12 +13,15 @@ import pytest
 from conftest import compose_config, run_module
 from transferlab.nets.reference import build_net
 from transferlab.rank import Candidate, check_fit, rank
+from transferlab.report.jobs import Job
+from transferlab.report.transferability import markdown, table
 from transferlab.train import train
-from transferlab.transferability import SCORES
+from transferlab.transferability.base import load_scores
 from transferlab.transferability.extract import extract, score_all
-from transferlab.transferability.outcomes import SCRATCH_NOTE, markdown, table
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.errors import ConfigError
+
+SCORES = load_scores("all", "scores")  # every member of conf/score/
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=none", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
@@ -48,7 +52,7 @@ def test_rank_scores_every_candidate_ranks_them_and_writes_the_table(sources, tm
     datamodule = compose_and_set_up(TARGET, tmp_path)
     net = build_net(open_checkpoint(str(sources["all"]), "candidates"))
     features, probabilities = extract(net, datamodule.clean_train_dataset())
-    expected = score_all(features, probabilities, datamodule.clean_train_dataset().labels.numpy())
+    expected = score_all(features, probabilities, datamodule.clean_train_dataset().labels.numpy(), SCORES)
     for name, value in expected.items():
         assert rows[1][name] == pytest.approx(value, rel=1e-9), name
     out = tmp_path / "rank"
@@ -127,14 +131,10 @@ def test_a_candidate_that_cannot_read_the_targets_images_is_refused_in_one_line(
         check_fit(gray, 16, 3)
 
 
-def job(seed: int, source: str, acc: float, scores: dict[str, float], scratch: bool = False) -> dict:
-    return {
-        "status": "done",
-        "overrides": {"seed": str(seed), "method.source_ckpt": source},
-        "metrics": {"test/acc": acc},
-        "notes": [SCRATCH_NOTE] if scratch else [],
-        "reports": {"transferability": scores},
-    }
+def job(seed: int, source: str, acc: float, scores: dict[str, float], scratch: bool = False) -> Job:
+    reports = {"transferability": scores} | ({"from_scratch": True} if scratch else {})
+    overrides = {"seed": str(seed), "method.source_ckpt": source}
+    return Job(f"job-{seed}-{source}", overrides, "done", metrics={"test/acc": acc}, reports=reports)
 
 
 def test_scores_against_outcomes_tau_and_r_against_accuracy_and_gain_and_the_below_scratch_flags():
@@ -162,4 +162,4 @@ def test_scores_against_outcomes_tau_and_r_against_accuracy_and_gain_and_the_bel
     ]
     text = markdown(result)
     assert "| leep | +1.00 [+1.00, +1.00] |" in text
-    assert table([{**jobs[0], "reports": {}}], ["seed"]) is None  # nothing scored: no section
+    assert table([dataclasses.replace(jobs[0], reports={})], ["seed"]) is None  # nothing scored: no section

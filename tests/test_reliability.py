@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from conftest import FAST, PAIR, RunsCodeWhenUnpickled, compose_config, write_image_tree
+from transferlab.callbacks.nonfinite import NonFiniteWatch
 from transferlab.data.cifar import CIFAR10DataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
+from transferlab.report.selection import read_selection
 from transferlab.train import train
 from transferlab.utils.checkpoint import load_checkpoint
 from transferlab.utils.errors import CheckpointError, ConfigError, DataError, TrainingError
-from transferlab.utils.nonfinite import NonFiniteWatch
 from transferlab.utils.resume import AtomicCheckpointIO
 from transferlab.utils.schema import validate_config
-from transferlab.utils.selection import read_selection
 from transferlab.validators.base import Validator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,11 +298,11 @@ def test_no_checkpoint_is_written_after_a_non_finite_loss(fast_cfg):
     [
         (
             "+method.lamda=0.1",
-            "method.lamda is not an option of transferlab.methods.FinetuneModule; valid options:",
+            "method.lamda is not an option of transferlab.methods.finetune.FinetuneModule; valid options:",
         ),
         (
             "method.lam=abc",
-            "method.lam='abc' has the wrong type: transferlab.methods.FinetuneModule takes float",
+            "method.lam='abc' has the wrong type: transferlab.methods.finetune.FinetuneModule takes float",
         ),
         ("+trainer.max_epoch=3", "trainer.max_epoch is not an option of lightning.pytorch.Trainer"),
         ("method.optimizer.lr=fast", "method.optimizer.lr='fast' has the wrong type"),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from transferlab.utils.selection import (
+from transferlab.report.jobs import Job
+from transferlab.report.selection import (
     candidates,
     group_picks,
     markdown,
@@ -45,16 +46,14 @@ def write_sweep(root: Path) -> list[dict]:
             ]
             lines.append(lines[-1])  # a resumed run validates its last epoch again
             (job / "selection.jsonl").write_text("\n".join(lines) + "\n")
-            jobs.append({"job": str(job), "status": "done", "overrides": {"method": method, "seed": seed}})
-    jobs.append(
-        {"job": str(root / "failed"), "status": "failed", "overrides": {"method": "dann", "seed": "2"}}
-    )
+            jobs.append(Job(str(job), {"method": method, "seed": seed}, "done"))
+    jobs.append(Job(str(root / "failed"), {"method": "dann", "seed": "2"}, "failed"))
     return jobs
 
 
 def test_a_resumed_epoch_counts_once(tmp_path):
     jobs = write_sweep(tmp_path)
-    assert [r["epoch"] for r in read_selection(Path(jobs[0]["job"]))] == [1, 2]
+    assert [r["epoch"] for r in read_selection(Path(jobs[0].path))] == [1, 2]
     assert len(candidates(jobs, ["method", "seed"])) == 8  # the failed job gives none
 
 

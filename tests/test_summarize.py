@@ -9,16 +9,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transferlab.summarize import summarize, y_limits
+from transferlab.report.sweep import summarize, y_limits
 
 
-def fake_job(root: Path, number: int, overrides: list[str], acc: float | None, notes: tuple = ()) -> None:
+def fake_job(
+    root: Path,
+    number: int,
+    overrides: list[str],
+    acc: float | None,
+    notes: tuple = (),
+    control: bool | None = None,
+) -> None:
+    """A job directory as a run leaves it; ``control``: what its method recorded (transfer term off)."""
     job = root / str(number)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if acc is not None:
         final = {"test/acc": acc, "val/acc": acc - 0.1}
-        (job / "metrics.json").write_text(json.dumps({"final": final, "notes": list(notes)}))
+        record = {"final": final, "notes": list(notes), "control": control}
+        (job / "metrics.json").write_text(json.dumps(record))
     else:
         (job / "failed.json").write_text(json.dumps({"error": "RuntimeError: out of memory"}))
 
@@ -56,7 +65,13 @@ def test_three_seeds_get_a_t_interval_and_each_arm_its_gain_over_the_sweeps_cont
     number = 0
     for lam, values in accs.items():
         for seed, acc in enumerate(values):
-            fake_job(tmp_path, number, ["data=digits", f"method.lam={lam}", f"seed={seed}"], acc)
+            fake_job(
+                tmp_path,
+                number,
+                ["data=digits", f"method.lam={lam}", f"seed={seed}"],
+                acc,
+                control=lam == "0",
+            )
             number += 1
     result = summarize([tmp_path])
     assert result["control"] == ("method.lam", "0")  # λ = 0 is the sweep's own control
@@ -105,7 +120,7 @@ def test_a_distillation_sweep_finds_the_student_alone_as_its_control(tmp_path: P
         "crd": [0.66, 0.66, 0.66],
     }.items():
         for seed, acc in enumerate(accs):
-            fake_job(tmp_path, number, [f"distill={recipe}", f"seed={seed}"], acc)
+            fake_job(tmp_path, number, [f"distill={recipe}", f"seed={seed}"], acc, control=recipe == "none")
             number += 1
     result = summarize([tmp_path])
     assert result["control"] == ("distill", "none")
@@ -142,3 +157,26 @@ def test_a_row_that_matches_two_controls_gets_no_gain(tmp_path: Path):
     result = summarize([tmp_path])
     row = next(r for r in result["rows"] if r["method.lam"] == "1")
     assert "gain" not in row
+
+
+def test_the_control_is_the_arm_whose_runs_say_so_whatever_its_key_is_called(tmp_path: Path):
+    """A member's own weight (``method.alpha``) at 0 is found as the control because its runs
+    recorded their transfer term off; ``lam=0`` whose runs did not record it is not a control."""
+    said, silent = tmp_path / "said", tmp_path / "silent"
+    for seed in range(3):
+        for number, alpha in enumerate(["0", "0.5"]):
+            fake_job(
+                said,
+                2 * seed + number,
+                [f"method.alpha={alpha}", f"seed={seed}"],
+                0.5 + seed / 10,
+                control=alpha == "0",
+            )
+            fake_job(silent, 2 * seed + number, [f"method.lam={alpha}", f"seed={seed}"], 0.5 + seed / 10)
+    assert summarize([said])["control"] == ("method.alpha", "0")
+    assert summarize([silent])["control"] is None  # old records, or a method without a transfer term
+    mixed = tmp_path / "mixed"  # a value whose runs disagree is no control
+    fake_job(mixed, 0, ["method.lam=0", "seed=0"], 0.5, control=True)
+    fake_job(mixed, 1, ["method.lam=0", "seed=1"], 0.5, control=False)
+    fake_job(mixed, 2, ["method.lam=1", "seed=0"], 0.6, control=False)
+    assert summarize([mixed])["control"] is None

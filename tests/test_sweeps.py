@@ -17,10 +17,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, FAST
-from transferlab.summarize import summarize
+from transferlab.callbacks.confusion import per_class_accuracy, write_confusion_matrix
+from transferlab.report.sweep import summarize
 from transferlab.train import train
 from transferlab.utils.entry import run_label
-from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_summary_lists_unfinished_jobs_with_their_state(tmp_path: Path):
         elif state == "failed":
             (job / "failed.json").write_text(json.dumps({"error": "TrainingError: boom"}))
     result = summarize([tmp_path])
-    assert [j["status"] for j in result["jobs"]] == ["done", "failed", "unfinished"]
+    assert [j.status for j in result["jobs"]] == ["done", "failed", "unfinished"]
     assert "- failed: `" in result["table"] and "TrainingError: boom" in result["table"]
     assert "- unfinished: `" in result["table"]
 

@@ -7,8 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transferlab.transferability import SCORES, h_score, leep, logme, nce, transrate
-from transferlab.transferability.transrate import coding_rate
+from transferlab.transferability.base import load_scores
+from transferlab.transferability.hscore import h_score
+from transferlab.transferability.leep import leep
+from transferlab.transferability.logme import logme
+from transferlab.transferability.nce import nce
+from transferlab.transferability.transrate import coding_rate, transrate
+
+SCORES = load_scores("all", "scores")  # every member of conf/score/
 
 
 def fixed_data() -> dict[str, np.ndarray]:

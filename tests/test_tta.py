@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -19,10 +20,12 @@ from conftest import compose_config, run_module, write_image_tree
 from transferlab.data.cifar10_c import build_corrupted_tree, image_seed
 from transferlab.data.corruptions import CORRUPTIONS, FAMILIES, corrupt
 from transferlab.losses.tta import EntropyMinimization, InformationMaximizationLoss, prediction_entropy
-from transferlab.methods.tta import TestTimeModule, batchnorm_layers
+from transferlab.methods.tta import TestTimeModule
 from transferlab.nets.resnet import resnet8
 from transferlab.train import train
+from transferlab.tta.base import batchnorm_layers
 from transferlab.utils.errors import ConfigError
+from transferlab.utils.families import option_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=none", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
@@ -123,6 +126,11 @@ def test_prediction_entropy_and_the_tta_objectives_against_their_formulas():
     assert EntropyMinimization()(uniform).item() == pytest.approx(np.log(5))
 
 
+def member(name: str):
+    """The member that ``tta=<name>`` names, built from its YAML."""
+    return hydra.utils.instantiate(option_config("tta", name).adaptation)
+
+
 def tta_module(adaptation: str, net: torch.nn.Module | None = None, **kwargs) -> TestTimeModule:
     torch.manual_seed(0)
     net = net or resnet8(num_classes=3)
@@ -131,7 +139,7 @@ def tta_module(adaptation: str, net: torch.nn.Module | None = None, **kwargs) ->
         optimizer = lambda params: torch.optim.Adam(params, lr=1e-3)  # noqa: E731
     elif adaptation == "shot_im":
         optimizer = lambda params: torch.optim.SGD(params, lr=1e-2)  # noqa: E731
-    module = TestTimeModule(net, adaptation=adaptation, optimizer=optimizer, **kwargs)
+    module = TestTimeModule(net, adaptation=member(adaptation), optimizer=optimizer, **kwargs)
     module.eval()
     module.on_test_start()
     return module
@@ -210,7 +218,7 @@ def test_bn_and_tent_refuse_a_net_without_batchnorm():
             ConfigError, match=f"tta={adaptation} adapts BatchNorm layers and this net has none"
         ):
             TestTimeModule(
-                cnn(num_classes=3, input_size=16), adaptation=adaptation, optimizer=torch.optim.Adam
+                cnn(num_classes=3, input_size=16), adaptation=member(adaptation), optimizer=torch.optim.Adam
             )
 
 

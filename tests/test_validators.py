@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.validators import (
-    BatchNuclearNorm,
-    DeepEmbeddedValidation,
-    Entropy,
-    InformationMaximization,
-    Oracle,
-    SoftNeighborhoodDensity,
-    SourceAccuracy,
-    SourceLoss,
-    ValidationOutputs,
-    dev_risk,
-)
+from transferlab.validators.base import ValidationOutputs
+from transferlab.validators.bnm import BatchNuclearNorm
+from transferlab.validators.dev import DeepEmbeddedValidation, dev_risk
+from transferlab.validators.entropy import Entropy
+from transferlab.validators.im import InformationMaximization
+from transferlab.validators.oracle import Oracle
+from transferlab.validators.snd import SoftNeighborhoodDensity
+from transferlab.validators.source_acc import SourceAccuracy
+from transferlab.validators.source_loss import SourceLoss
 
 
 def outputs(seed: int = 0, n_s: int = 12, n_t: int = 10, k: int = 4, d: int = 6) -> ValidationOutputs:

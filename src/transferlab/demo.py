@@ -33,9 +33,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from transferlab.report.stats import mean_std_ci, paired_gain
 from transferlab.utils.config import compose_config, project_root
 from transferlab.utils.entry import silence_known_warnings, user_errors
-from transferlab.utils.stats import mean_std_ci, paired_gain
 
 
 @dataclass(frozen=True)

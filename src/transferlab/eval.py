@@ -4,7 +4,7 @@ The net and the data come from the checkpoint's run contract; ``data=...`` overr
 (for example to evaluate on a local copy), as long as the classes match. The data's own test
 routes are followed: a domain pair is tested on its target (``test/…``) and its source
 (``test/source_…``). ``tta=bn|tent|shot_im`` adapts the model to the test stream as it reads it
-(``methods/tta.py``; the stream shuffled with ``seed`` unless ``stream=sorted``).
+(``transferlab/tta/``, run by ``methods/tta.py``; the stream shuffled with ``seed`` unless ``stream=sorted``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     check_handed(contract, fed, "eval", f"ckpt_path={checkpoint.path}")
 
-    if module is None or module.adaptation == "none":  # the data's own test routes
+    if module is None or not module.adapts:  # the data's own test routes
         trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
         trainer.test(
             module or ClassificationModule(net, contract=contract), datamodule=datamodule, verbose=False
@@ -70,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, dataloaders=stream, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
-    if module is not None and module.adaptation != "none":
+    if module is not None and module.adapts:
         summary["tta"] = {"adaptation": module.adaptation, "episodic": module.episodic, "stream": cfg.stream}
     if trainer.is_global_zero:
         write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", summary)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.nets.base import Classifier
 from transferlab.nets.reference import build_net
-from transferlab.transferability import SCORES, check_scores
+from transferlab.transferability.base import load_scores
 from transferlab.transferability.extract import extract, score_all
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import project_root, register_resolvers
@@ -107,7 +107,8 @@ def rank(cfg: DictConfig) -> list[dict[str, Any]]:
             f"candidates lists {len(specs)} source(s); ranking needs at least two "
             f"('candidates=[<run dir>,<checkpoint>,random:cnn]')"
         )
-    names = check_scores(cfg.get("scores") or list(SCORES), "scores")
+    scores = load_scores(cfg.get("scores"), "scores")
+    names = list(scores)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -132,12 +133,12 @@ def rank(cfg: DictConfig) -> list[dict[str, Any]]:
         features, probabilities = extract(
             candidate.net, dataset, int(cfg.batch_size), device, desc=Path(str(spec)).name or str(spec)
         )
-        scores = score_all(features, probabilities if candidate.with_predictions else None, labels, names)
+        values = score_all(features, probabilities if candidate.with_predictions else None, labels, scores)
         seconds = round(time.perf_counter() - start, 3)  # extraction and every score
         rows.append(
-            {"candidate": candidate.name, "feature_dim": features.shape[1], "seconds": seconds, **scores}
+            {"candidate": candidate.name, "feature_dim": features.shape[1], "seconds": seconds, **values}
         )
-        log.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in scores.items()})
+        log.info("%s: %s", candidate.name, {k: round(v, 4) for k, v in values.items()})
     for name in names:  # rank 1 = the best by that score
         order = sorted((r for r in rows if name in r), key=lambda r: -r[name])
         for position, row in enumerate(order, start=1):

@@ -25,6 +25,7 @@ from transferlab.methods.base import ClassificationModule
 from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
+    apply_protocol,
     flat_config,
     instantiate_callbacks,
     instantiate_loggers,
@@ -101,6 +102,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any] | None]:
     """Check the config, claim its run directory (the one of the unfinished run a ``ckpt_path``
     continues); return (directory, the metrics of a finished run there or None)."""
+    apply_protocol(cfg)  # a paper's settings for its own methods, before the config is checked
     validate_config(cfg)  # typos and wrong types fail here, before any data is read
     if str(cfg.get("optimized_metric") or "").startswith("test/"):
         raise ConfigError(
@@ -272,6 +274,8 @@ def fit_and_test(cfg: DictConfig, run: Run, ckpt_path: str | None) -> dict[str, 
         "test_class_acc": model.class_accuracy,
         "notes": model.notes,
         "reports": model.reports,
+        # a comparison's control: the method's transfer term is off (None: it has none)
+        "control": model.transfer_term_off,
         **training_progress(trainer, best.get("last_ckpt_path")),
     }
 

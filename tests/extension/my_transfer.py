@@ -5,15 +5,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from transferlab.losses import (
-    DistillationInputs,
-    DistillationLoss,
-    Regularizer,
-    RegularizerInputs,
-    SetupContext,
-)
-from transferlab.losses.slot import FEATURE_MAPS, FEATURES
-from transferlab.methods import DomainAdaptationModule
+from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
+from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
+from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SetupContext
+from transferlab.methods.adaptation.base import DomainAdaptationModule
 
 
 class MeanMatchingModule(DomainAdaptationModule):

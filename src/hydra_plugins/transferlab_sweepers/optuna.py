@@ -17,7 +17,7 @@ class SummarizingOptunaSweeper(OptunaSweeper):
         except ValueError as err:
             if "No trials are completed yet" not in str(err):
                 raise
-            from transferlab.summarize import summarize
+            from transferlab.report.sweep import summarize
 
             sweep_dir = Path(self.sweeper.config.hydra.sweep.dir)
             result = summarize([sweep_dir], str(self.sweeper.config.get("summary_metric") or "test/acc"))

@@ -1,5 +1,5 @@
 """Domain-adversarial pieces (Ganin & Lempitsky, 2015): gradient reversal R_c and the warm-up of
-its coefficient c. (The learning-rate annealing of the same paper is in ``utils/schedule.py``.)"""
+its coefficient c. (The learning-rate annealing of the same paper is in ``methods/schedulers.py``.)"""
 
 from __future__ import annotations
 

@@ -15,19 +15,19 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from transferlab.callbacks.confusion import ConfusionReport
+from transferlab.callbacks.nonfinite import NonFiniteWatch, writes_step_logs
+from transferlab.callbacks.resume_plan import ResumePlan
 from transferlab.data.base import EvalRoute
 from transferlab.losses.slot import SetupContext
 from transferlab.methods.accuracy import RunningAccuracy
 from transferlab.nets.base import Classifier
 from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
-from transferlab.utils.log import log
-from transferlab.utils.nonfinite import NonFiniteWatch
-from transferlab.utils.reports import per_class_accuracy, write_confusion_matrix
-from transferlab.utils.schedule import planned_state, replan
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -78,10 +78,15 @@ class ClassificationModule(L.LightningModule):
         # what the run measured besides its metrics (metrics.json "reports"; kept in checkpoints)
         self.reports: dict[str, Any] = {}
         self.channels_last = False  # use_channels_last() turns it on
-        self.nonfinite = NonFiniteWatch()  # read on the steps that write logs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @property
+    def transfer_term_off(self) -> bool | None:
+        """Whether the method's transfer term (λ·R, λ·A, the distillation losses) contributes
+        nothing, which makes the run a sweep's control; None for a method without one."""
+        return None
 
     def use_channels_last(self) -> None:
         """Weights in channels_last layout (faster convolutions on GPUs); the datamodule makes its
@@ -93,21 +98,17 @@ class ClassificationModule(L.LightningModule):
         """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""
         raise NotImplementedError
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         terms, logits, labels = self.training_loss(batch)
-        self.nonfinite.observe(terms, self.global_step)  # read in on_train_batch_end, not here
         self.train_accuracy.update(logits.detach(), labels)  # logged once, at the epoch's end
-        if self.writes_step_logs():
+        if writes_step_logs(self.trainer):  # self.log costs ~1 ms of host time per value
             self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=labels.shape[0])
-        return terms["loss"]
+        return terms  # the loss, and every term for the callbacks (the non-finite watch)
 
-    def writes_step_logs(self) -> bool:
-        """Whether this training step's values reach the loggers (every
-        ``trainer.log_every_n_steps`` steps) or end the epoch (the run's final values).
-        ``self.log`` costs about a millisecond of host time per value, so per-step values are
-        logged on those steps only."""
-        connector = getattr(self.trainer, "_logger_connector", None)
-        return connector is None or connector.should_update_logs or self.trainer.is_last_batch
+    def configure_callbacks(self) -> list[Callback]:
+        """The engineering every method is handed: the non-finite watch, the test's confusion
+        report, and the config's optimiser plan over a resume (a family adds its own)."""
+        return [NonFiniteWatch(), ConfusionReport(), ResumePlan()]
 
     def on_train_epoch_end(self) -> None:
         values = self.epoch_values(self.train_accuracy)
@@ -121,10 +122,6 @@ class ClassificationModule(L.LightningModule):
             values = counter.compute(lambda counts: self.trainer.strategy.reduce(counts, reduce_op="sum"))
         counter.reset()
         return values
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.writes_step_logs():  # Lightning waits for the device on these steps anyway
-            self.nonfinite.check(self.current_epoch)
 
     # --- evaluation, one set of metrics per declared route -------------------------------------
     def setup(self, stage: str) -> None:
@@ -195,27 +192,6 @@ class ClassificationModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
 
-    def on_test_epoch_end(self) -> None:
-        """Per-class test accuracy (``test/class_acc/<name>``) and the confusion matrix: a PNG and
-        a CSV in the run directory, and an image in TensorBoard."""
-        matrix = self.test_confusion.compute()  # synced over devices
-        if int(matrix.sum()) == 0:
-            return
-        names = [str(n) for n in self.contract.class_names or range(len(matrix))]
-        accuracy = per_class_accuracy(matrix).tolist()
-        # not self.log: a hundred classes would flood the results table; metrics.json has them
-        self.class_accuracy = {n: a for n, a in zip(names, accuracy, strict=True) if a == a}
-        if self.trainer.is_global_zero:
-            figure = write_confusion_matrix(
-                matrix.cpu(), names, self.trainer.default_root_dir, self.contract.label
-            )
-            for logger in self.loggers:
-                logger.log_metrics(
-                    {f"test/class_acc/{n}": a for n, a in self.class_accuracy.items()}, step=self.global_step
-                )
-                if hasattr(logger.experiment, "add_figure"):
-                    logger.experiment.add_figure("test/confusion_matrix", figure, self.global_step)
-
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; methods override this to set per-group options."""
         return decay_groups("net", self.net.named_parameters())
@@ -227,10 +203,8 @@ class ClassificationModule(L.LightningModule):
         for group in optimizer.param_groups:  # before the scheduler records its base LRs
             group["lr"] *= group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
-            self._planned = planned_state(optimizer, None)  # a resume may restore other settings
             return optimizer
         scheduler = self.scheduler_factory(optimizer, **self._run_length(self.scheduler_factory))
-        self._planned = planned_state(optimizer, scheduler)  # a resume may restore another plan
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -247,27 +221,7 @@ class ClassificationModule(L.LightningModule):
             return {"total_steps": int(self.trainer.estimated_stepping_batches)}
         return {}
 
-    def on_train_start(self) -> None:
-        # after a resume: the config's optimiser settings and schedule length hold, not the
-        # checkpoint's (a no-op when they agree, as in a plain resume)
-        planned = getattr(self, "_planned", None)
-        if planned is None or not self.trainer.optimizers:
-            return
-        configs = self.trainer.lr_scheduler_configs
-        scheduler = configs[0].scheduler if configs else None
-        changed = replan(self.trainer.optimizers[0], scheduler, planned)
-        if changed:
-            detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
-            log.info(
-                "resume: the config changes what the checkpoint restored (%s); the config's values "
-                "hold from step %d, lr now %s",
-                detail,
-                self.global_step,
-                [round(group["lr"], 6) for group in self.trainer.optimizers[0].param_groups],
-            )
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.nonfinite.check(self.current_epoch)  # never write weights stepped on a NaN loss
         checkpoint[CHECKPOINT_KEY] = self.contract.to_dict()
         checkpoint[REPORTS_KEY] = self.reports
 

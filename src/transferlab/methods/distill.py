@@ -12,14 +12,15 @@ every λ_m = 0 (``method.ce_weight=1 method.losses.kd.lam=0``), or ``method=supe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 
+from transferlab.callbacks.teacher_outputs import CleanTeacherOutputs
 from transferlab.data.base import EvalRoute
-from transferlab.losses.distillation import DistillationInputs, DistillationLoss
+from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, INDICES
 from transferlab.methods.accuracy import RunningAccuracy
 from transferlab.methods.base import decay_groups
@@ -28,7 +29,6 @@ from transferlab.nets.reference import FrozenNet, build_net, capture, check_laye
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.contract import check_handed
 from transferlab.utils.errors import ConfigError
-from transferlab.utils.run_files import write_atomic
 
 
 class DistillModule(SupervisedModule):
@@ -101,6 +101,11 @@ class DistillModule(SupervisedModule):
         self.cache_dir = cache_dir
         self.clean_teacher: dict[str, torch.Tensor] = {}  # teacher_input=clean: logits, features
         self.teacher_agreement = RunningAccuracy(self.net.num_classes, top5=False)
+
+    @property
+    def transfer_term_off(self) -> bool:
+        """No distillation loss with λ > 0: the student alone, the control of a recipe sweep."""
+        return not any(member.lam > 0 for member in self.losses.values())
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -176,29 +181,19 @@ class DistillModule(SupervisedModule):
         self.log(f"{route.prefix}teacher_acc", correct, batch_size=labels.shape[0], sync_dist=True)
         return logits, labels, route
 
-    # --- clean-input teacher outputs: computed once, optionally shared on disk -------------------
+    # --- clean-input teacher outputs: computed once (CleanTeacherOutputs), optionally shared on disk
     def clean_outputs(self, positions: torch.Tensor | None, device: torch.device) -> dict[str, torch.Tensor]:
         """The teacher's kept outputs (logits; pooled features where a loss reads them) of the
         batch's images, looked up by their positions in the training split."""
         assert self.clean_teacher and positions is not None
         return {k: v[positions.to(v.device)].to(device) for k, v in self.clean_teacher.items()}
 
-    def on_fit_start(self) -> None:
+    def configure_callbacks(self) -> list[Callback]:
         if self.teacher_input != "clean":
-            return
-        datamodule = self.trainer.datamodule
+            return super().configure_callbacks()
         kept = ("logits", "features") if FEATURES in self.needs else ("logits",)
-        cache_file = None
-        if self.cache_teacher_logits and self.cache_dir:
-            key = f"{self.teacher_sha256[:16]}-{datamodule.train_fingerprint()}-{'-'.join(kept)}"
-            cache_file = Path(self.cache_dir) / "teacher_logits" / f"{key}.pt"
-        if cache_file is not None and cache_file.is_file():
-            outputs = torch.load(cache_file, map_location="cpu", weights_only=True)
-        else:
-            outputs = self.compute_clean_outputs(datamodule.clean_train_dataset(), kept)
-            if cache_file is not None and self.trainer.is_global_zero:
-                write_atomic(cache_file, lambda tmp: torch.save(outputs, tmp))
-        self.clean_teacher = {k: v.to(self.device) for k, v in outputs.items()}
+        cache_dir = self.cache_dir if self.cache_teacher_logits else None
+        return [*super().configure_callbacks(), CleanTeacherOutputs(kept, cache_dir, self.teacher_sha256)]
 
     @torch.no_grad()
     def compute_clean_outputs(

@@ -8,20 +8,19 @@ reads (``needs``); this module computes only that, and calls its ``setup`` once 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch import Callback
 
-from transferlab.losses.regularizers import Regularizer, RegularizerInputs
+from transferlab.callbacks.transferability import TransferabilityProbe
+from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SOURCE_WEIGHTS
 from transferlab.methods.base import decay_groups
 from transferlab.methods.supervised import SupervisedModule
-from transferlab.nets.reference import FrozenNet, build_net, capture, check_layers, load_source
-from transferlab.transferability import check_scores
-from transferlab.transferability.extract import extract, score_all
-from transferlab.utils.checkpoint import open_checkpoint
+from transferlab.nets.reference import FrozenNet, capture, check_layers, load_source
+from transferlab.transferability.base import load_scores
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 
@@ -42,10 +41,9 @@ class FinetuneModule(SupervisedModule):
         lam: λ ≥ 0, the weight of R; λ = 0 is plain fine-tuning.
         backbone_lr_mult: the backbone's learning rate relative to the head's.
         freeze_backbone: train the head alone (a linear probe); BatchNorm statistics stay fixed.
-        transferability: the scores (``transferlab.transferability``: logme, leep, nce, hscore,
-            transrate) of the starting net on the target's training images, computed once before
-            training (``reports.transferability`` in ``metrics.json``; a sweep over sources sets
-            them against the measured outcomes). Empty: none.
+        transferability: the scores (members of ``conf/score/`` by name; ``all``: every one) of
+            the starting net on the target's training images, computed once before training by
+            a ``TransferabilityProbe`` the module hands the trainer. Empty: none.
     """
 
     def __init__(
@@ -56,13 +54,13 @@ class FinetuneModule(SupervisedModule):
         lam: float = 0.0,
         backbone_lr_mult: float = 1.0,
         freeze_backbone: bool = False,
-        transferability: Sequence[str] = (),
+        transferability: Sequence[str] | str = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         if lam < 0:
             raise ConfigError(f"method.lam={lam} must be >= 0 (λ = 0 is plain fine-tuning)")
-        self.transferability = check_scores(transferability, "method.transferability")
+        self.transferability = load_scores(transferability or [], "method.transferability")
         self.source_ckpt = source_ckpt
         source = load_source(self.net, source_ckpt, self.contract)
         has_source = source is not None or bool(getattr(self.net, "pretrained", False))
@@ -79,6 +77,7 @@ class FinetuneModule(SupervisedModule):
                 "training from scratch"
             )
             self.notes.append("no source: trained from scratch")
+            self.reports["from_scratch"] = True  # the transferability report's baseline
         if FEATURE_MAPS in regularizer.needs:
             check_layers(self.net.backbone, regularizer.layers, "method.regularizer.layers")
         self.regularizer = regularizer
@@ -94,33 +93,14 @@ class FinetuneModule(SupervisedModule):
         """θ_s by backbone parameter name (empty without a source)."""
         return self.source_net.parameters_by_name if self.source_net is not None else {}
 
-    def on_fit_start(self) -> None:
-        if self.transferability and "transferability" not in self.reports:
-            start = time.perf_counter()
-            self.reports["transferability"] = self.score_starting_net()
-            self.reports["transferability_seconds"] = round(time.perf_counter() - start, 3)
+    @property
+    def transfer_term_off(self) -> bool:
+        """λ = 0 or R = 0: plain fine-tuning, the control of a regularizer sweep."""
+        return self.lam == 0 or self.regularizer.is_zero
 
-    def score_starting_net(self) -> dict[str, float]:
-        """The transferability scores of the net training starts from, on the target's training
-        images (no augmentation): the source's features, and the source's predictions over its
-        own classes for LEEP and NCE (none for a pretrained net whose head is not kept; a random
-        net's own, from scratch). Computed on rank 0, sent to the others."""
-        trainer = self.trainer
-        clean = getattr(trainer.datamodule, "clean_train_dataset", None)
-        if clean is None or trainer.global_step > 0:  # no plain training set, or resumed without them
-            return {}
-        scores = None
-        if trainer.is_global_zero:
-            dataset = clean()
-            if self.source_ckpt is not None:
-                net, predicts = build_net(open_checkpoint(self.source_ckpt, "method.source_ckpt")), True
-            else:
-                net, predicts = self.net, not getattr(self.net, "pretrained", False)
-            features, probabilities = extract(net, dataset, device=self.device)
-            labels = dataset.labels.numpy()
-            scores = score_all(features, probabilities if predicts else None, labels, self.transferability)
-            log.info("transferability of the starting net: %s", {k: round(v, 4) for k, v in scores.items()})
-        return trainer.strategy.broadcast(scores, src=0)
+    def configure_callbacks(self) -> list[Callback]:
+        probe = [TransferabilityProbe(self.transferability, self.source_ckpt)] if self.transferability else []
+        return [*super().configure_callbacks(), *probe]
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

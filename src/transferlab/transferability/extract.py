@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from transferlab.transferability import READS, SCORES
+from transferlab.transferability.base import PREDICTIONS, TransferabilityScore
 
 
 @torch.no_grad()
@@ -37,16 +37,16 @@ def extract(
 
 
 def score_all(
-    features: np.ndarray, probabilities: np.ndarray | None, labels: np.ndarray, names: list[str] | None = None
+    features: np.ndarray,
+    probabilities: np.ndarray | None,
+    labels: np.ndarray,
+    scores: dict[str, TransferabilityScore],
 ) -> dict[str, float]:
-    """Every score of ``names`` (all by default) on one candidate's outputs; a score that reads
-    predictions is left out when there are none (a net without its source head)."""
+    """Every score of ``scores`` on one candidate's outputs; a score that reads predictions is
+    left out when there are none (a net without its source head)."""
     values = {}
-    for name in names or list(SCORES):
-        if READS[name] == "probabilities":
-            if probabilities is None:
-                continue
-            values[name] = SCORES[name](probabilities, labels)
-        else:
-            values[name] = SCORES[name](features, labels)
+    for name, score in scores.items():
+        x = probabilities if score.reads == PREDICTIONS else features
+        if x is not None:
+            values[name] = score(x, labels)
     return values

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transferlab.transferability.base import FEATURES, TransferabilityScore
+
 
 def h_score(features: np.ndarray, labels: np.ndarray) -> float:
     """H = tr(cov(f)⁺·cov(E[f | y])): how much of the features' variance the class means explain,
@@ -20,3 +22,12 @@ def h_score(features: np.ndarray, labels: np.ndarray) -> float:
     cov_f = np.cov(f, rowvar=False)
     cov_g = np.cov(class_means, rowvar=False)
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15) @ cov_g))
+
+
+class HScore(TransferabilityScore):
+    """``h_score`` as a member of the scores' slot (``conf/score/``); reads the candidate's features."""
+
+    reads = FEATURES
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return h_score(x, labels)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transferlab.transferability.base import PREDICTIONS, TransferabilityScore
+
 
 def leep(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """(1/N)·Σ_i log Σ_z P̂(y_i | z)·θ(x_i)_z, with θ(x) the source model's predicted distribution
@@ -19,3 +21,12 @@ def leep(probabilities: np.ndarray, labels: np.ndarray) -> float:
     conditional = joint / joint.sum(0, keepdims=True)  # P̂(y | z)
     expected = theta @ conditional.T  # (N, C_t)
     return float(np.mean(np.log(expected[np.arange(n), y])))
+
+
+class LEEP(TransferabilityScore):
+    """``leep`` as a member of the scores' slot (``conf/score/``); reads the candidate's predictions."""
+
+    reads = PREDICTIONS
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return leep(x, labels)

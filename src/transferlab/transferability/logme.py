@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transferlab.transferability.base import FEATURES, TransferabilityScore
+
 
 def logme(
     features: np.ndarray, labels: np.ndarray, max_iterations: int = 11, tolerance: float = 1e-3
@@ -53,3 +55,12 @@ def logme(
         )
         evidences.append(evidence / n)
     return float(np.mean(evidences))
+
+
+class LogME(TransferabilityScore):
+    """``logme`` as a member of the scores' slot (``conf/score/``); reads the candidate's features."""
+
+    reads = FEATURES
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return logme(x, labels)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transferlab.transferability.base import PREDICTIONS, TransferabilityScore
+
 
 def nce(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """−H(Y | Z) = Σ_z P̂(z)·Σ_y P̂(y | z)·log P̂(y | z), Z = argmax of the source model's
@@ -24,3 +26,12 @@ def nce(probabilities: np.ndarray, labels: np.ndarray) -> float:
     conditional = joint[:, seen] / p_z[seen] + 1e-20  # P̂(y | z) for the predicted z
     entropy_given_z = -(conditional * np.log(conditional)).sum(0)
     return float(-(entropy_given_z * p_z[seen]).sum())
+
+
+class NCE(TransferabilityScore):
+    """``nce`` as a member of the scores' slot (``conf/score/``); reads the candidate's predictions."""
+
+    reads = PREDICTIONS
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return nce(x, labels)

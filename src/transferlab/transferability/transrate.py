@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transferlab.transferability.base import FEATURES, TransferabilityScore
+
 
 def coding_rate(features: np.ndarray, eps: float = 1e-4) -> float:
     """R(f, ε) = ½·log det(I + fᵀf / (N·ε)) of (N, D) features."""
@@ -25,3 +27,12 @@ def transrate(features: np.ndarray, labels: np.ndarray, eps: float = 1e-4) -> fl
     classes = int(y.max()) + 1
     within = sum(coding_rate(f[y == k], eps) for k in range(classes))
     return float(coding_rate(f, eps) - within / classes)
+
+
+class TransRate(TransferabilityScore):
+    """``transrate`` as a member of the scores' slot (``conf/score/``); reads the candidate's features."""
+
+    reads = FEATURES
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        return transrate(x, labels)

@@ -109,6 +109,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("basename", lambda path: Path(str(path)).name)
     if not OmegaConf.has_resolver("stats"):
         OmegaConf.register_new_resolver("stats", dataset_stats)
+    if not OmegaConf.has_resolver("members"):
+        from transferlab.utils.families import members
+
+        OmegaConf.register_new_resolver("members", members)
     if not OmegaConf.has_resolver("selection_metric"):
         from transferlab.utils.selection import selection_metric
 
@@ -150,6 +154,21 @@ def compose_config(overrides: list[str], output_dir: str | Path, config_name: st
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def apply_protocol(cfg: DictConfig) -> None:
+    """Merge ``protocol.method_settings[<class>]`` into ``cfg.method`` when ``method._target_`` is
+    that class: a paper's protocol (``conf/protocol/``) sets its authors' own methods the way their
+    code does and leaves the others as they are. Done once, before the config is checked, so the
+    run's recorded config and digest show what ran."""
+    settings = OmegaConf.select(cfg, "protocol.method_settings", default=None)
+    target = OmegaConf.select(cfg, "method._target_", default=None)
+    if not settings or not target:
+        return
+    chosen = settings.get(str(target).rsplit(".", 1)[-1])
+    if chosen:
+        with open_dict(cfg):
+            cfg.method = OmegaConf.merge(cfg.method, chosen)
 
 
 def instantiate_dict(group: DictConfig | None) -> list[Any]:

@@ -48,3 +48,8 @@ class Validator:
 def entropy(probabilities: torch.Tensor) -> torch.Tensor:
     """H(p) = −Σ_k p_k·log p_k per row: (N, K) -> (N,)."""
     return -(probabilities * torch.log(probabilities.clamp_min(1e-12))).sum(dim=1)
+
+
+def target_probabilities(outputs: ValidationOutputs) -> torch.Tensor:
+    """p = softmax(target logits) in float32, (N_t, K)."""
+    return outputs.target_logits.float().softmax(dim=1)
