@@ -105,10 +105,16 @@ class ClassificationModule(L.LightningModule):
             self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=labels.shape[0])
         return terms  # the loss, and every term for the callbacks (the non-finite watch)
 
-    def configure_callbacks(self) -> list[Callback]:
+    def handed_callbacks(self) -> list[Callback]:
         """The engineering every method is handed: the non-finite watch, the test's confusion
         report, and the config's optimiser plan over a resume (a family adds its own)."""
         return [NonFiniteWatch(), ConfusionReport(), ResumePlan()]
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Lightning's hook, at every fit and test: the handed callbacks the trainer has not got
+        yet (a test after a fit keeps the fit's)."""
+        present = {type(c) for c in self.trainer.callbacks} if self._trainer is not None else set()
+        return [c for c in self.handed_callbacks() if type(c) not in present]
 
     def on_train_epoch_end(self) -> None:
         values = self.epoch_values(self.train_accuracy)

@@ -39,9 +39,10 @@ class DistillModule(SupervisedModule):
         losses: the distillation losses by name; each reads what its ``needs`` declare.
         ce_weight: γ ≥ 0, the weight of the cross-entropy on the labels.
         teacher_input: ``augmented`` (the teacher sees the student's augmented batch, computed
-            live) or ``clean`` (the un-augmented image: its logits and pooled features are
+            live), ``clean`` (the un-augmented image: its logits and pooled features are
             computed once per run; refused for losses that read its feature maps, which would be
-            those of augmented images and too large to keep).
+            those of augmented images and too large to keep) or ``auto`` (clean unless a loss
+            reads feature maps: a recipe then runs in any experiment).
         cache_teacher_logits: keep the clean-input logits (and pooled features, where a loss
             reads them) on disk under ``cache_dir``, keyed by the teacher's sha256, the training
             images and what is kept, so sweep jobs share them. Only valid with
@@ -62,8 +63,13 @@ class DistillModule(SupervisedModule):
         super().__init__(*args, **kwargs)
         if ce_weight < 0:
             raise ConfigError(f"method.ce_weight={ce_weight} must be >= 0 (the weight of CE on the labels)")
-        if teacher_input not in ("augmented", "clean"):
-            raise ConfigError(f"method.teacher_input={teacher_input} must be 'augmented' or 'clean'")
+        if teacher_input not in ("augmented", "clean", "auto"):
+            raise ConfigError(f"method.teacher_input={teacher_input} must be 'augmented', 'clean' or 'auto'")
+        self.losses = nn.ModuleDict(losses or {})
+        self.needs = frozenset().union(*(member.needs for member in self.losses.values()))
+        if teacher_input == "auto":  # the cache follows: it is kept only for clean inputs
+            teacher_input = "augmented" if FEATURE_MAPS in self.needs else "clean"
+            cache_teacher_logits = cache_teacher_logits and teacher_input == "clean"
         if cache_teacher_logits and teacher_input != "clean":
             raise ConfigError(
                 "method.cache_teacher_logits=true needs method.teacher_input=clean: on augmented "
@@ -74,8 +80,6 @@ class DistillModule(SupervisedModule):
                 "method.teacher_ckpt is not set; pass a teacher checkpoint or pick an experiment "
                 "with a teacher stage (e.g. experiment=cifar100_distill)"
             )
-        self.losses = nn.ModuleDict(losses or {})
-        self.needs = frozenset().union(*(member.needs for member in self.losses.values()))
         if teacher_input == "clean" and FEATURE_MAPS in self.needs:
             readers = [name for name, m in self.losses.items() if FEATURE_MAPS in m.needs]
             raise ConfigError(
@@ -188,12 +192,12 @@ class DistillModule(SupervisedModule):
         assert self.clean_teacher and positions is not None
         return {k: v[positions.to(v.device)].to(device) for k, v in self.clean_teacher.items()}
 
-    def configure_callbacks(self) -> list[Callback]:
+    def handed_callbacks(self) -> list[Callback]:
         if self.teacher_input != "clean":
-            return super().configure_callbacks()
+            return super().handed_callbacks()
         kept = ("logits", "features") if FEATURES in self.needs else ("logits",)
         cache_dir = self.cache_dir if self.cache_teacher_logits else None
-        return [*super().configure_callbacks(), CleanTeacherOutputs(kept, cache_dir, self.teacher_sha256)]
+        return [*super().handed_callbacks(), CleanTeacherOutputs(kept, cache_dir, self.teacher_sha256)]
 
     @torch.no_grad()
     def compute_clean_outputs(

@@ -98,9 +98,9 @@ class FinetuneModule(SupervisedModule):
         """λ = 0 or R = 0: plain fine-tuning, the control of a regularizer sweep."""
         return self.lam == 0 or self.regularizer.is_zero
 
-    def configure_callbacks(self) -> list[Callback]:
+    def handed_callbacks(self) -> list[Callback]:
         probe = [TransferabilityProbe(self.transferability, self.source_ckpt)] if self.transferability else []
-        return [*super().configure_callbacks(), *probe]
+        return [*super().handed_callbacks(), *probe]
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

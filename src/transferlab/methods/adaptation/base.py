@@ -182,8 +182,8 @@ class DomainAdaptationModule(ClassificationModule):
         if "report/target_test_acc" in reports:  # for the sweep's selection report, never a selection
             self.validation_record[TEST_KEY] = reports["report/target_test_acc"]
 
-    def configure_callbacks(self) -> list[Callback]:
-        return [*super().configure_callbacks(), SelectionRecord()]
+    def handed_callbacks(self) -> list[Callback]:
+        return [*super().handed_callbacks(), SelectionRecord()]
 
 
 class AdversarialAdaptationModule(DomainAdaptationModule):

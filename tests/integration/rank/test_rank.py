@@ -23,7 +23,7 @@ from transferlab.utils.errors import ConfigError
 
 SCORES = load_scores("all", "scores")  # every member of conf/score/
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUIET = ["logger=none", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
 SOURCE = ["data=digits", "data.image_size=16", "net=cnn", "trainer.max_epochs=1", *QUIET]
 TARGET = ["data=digits", "data.image_size=16", "data.classes=[5,6,7,8,9]"]

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import FAST
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def command(module: str, *overrides: str) -> list[str]:

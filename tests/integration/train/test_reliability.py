@@ -26,7 +26,7 @@ from transferlab.utils.resume import AtomicCheckpointIO
 from transferlab.utils.schema import validate_config
 from transferlab.validators.base import Validator
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 # long enough that a kill lands inside an epoch; deterministic, so two runs can be compared bitwise
 RESUMABLE = [
     *FAST,

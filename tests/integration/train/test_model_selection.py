@@ -17,7 +17,7 @@ from lightning.pytorch import Callback
 from conftest import PAIR
 from transferlab.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 VALIDATORS = {"source_acc", "source_loss", "entropy", "im", "bnm", "snd", "dev", "oracle"}
 
 

@@ -1,14 +1,20 @@
-"""A researcher's own methods, outside the package: one file of code for all three families."""
+"""A researcher's own members of the six families, outside the package: one file of code."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
 from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SetupContext
 from transferlab.methods.adaptation.base import DomainAdaptationModule
+from transferlab.transferability.base import FEATURES as SCORE_FEATURES
+from transferlab.transferability.base import TransferabilityScore
+from transferlab.tta.base import TestTimeAdaptation, batchnorm_layers
+from transferlab.validators.base import ValidationOutputs, Validator
 
 
 class MeanMatchingModule(DomainAdaptationModule):
@@ -55,3 +61,40 @@ class SpatialEnergy(DistillationLoss):
             teacher = F.normalize(inputs.teacher_maps[layer].pow(2).mean(1).flatten(1))
             total = total + (student - teacher).pow(2).sum(1).mean()
         return total
+
+
+class ConfidentBatchNorm(TestTimeAdaptation):
+    """Test-time adaptation: batch statistics, and BatchNorm's affine parameters stepped toward
+    confident predictions, L = −(1/N)·Σ_i max_k p_ik."""
+
+    name = "confident"
+    batch_statistics = True
+    needs_batchnorm = True
+
+    def adapted_parameters(self, net: nn.Module) -> list[nn.Parameter]:
+        return [p for layer in batchnorm_layers(net) for p in (layer.weight, layer.bias)]
+
+    def objective(self, logits: torch.Tensor) -> torch.Tensor:
+        return -logits.softmax(dim=1).max(dim=1).values.mean()
+
+
+class PredictionMargin(Validator):
+    """Model selection: the mean margin between the target's two most probable classes."""
+
+    def score(self, outputs: ValidationOutputs) -> float:
+        top = outputs.target_logits.float().softmax(dim=1).topk(2, dim=1).values
+        return (top[:, 0] - top[:, 1]).mean().item()
+
+
+class FisherRatio(TransferabilityScore):
+    """Transferability: tr(S_between) / tr(S_within) of the features, a Fisher criterion."""
+
+    reads = SCORE_FEATURES
+
+    def score(self, x: np.ndarray, labels: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        means = {k: x[labels == k].mean(0) for k in np.unique(labels)}
+        centre = x.mean(0)
+        between = sum((labels == k).sum() * np.sum((m - centre) ** 2) for k, m in means.items())
+        within = sum(np.sum((x[labels == k] - m) ** 2) for k, m in means.items())
+        return float(between / max(within, 1e-12))

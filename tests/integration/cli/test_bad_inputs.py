@@ -20,7 +20,7 @@ import pytest
 from conftest import FAST, RunsCodeWhenUnpickled, compose_config, entry_runner, run_entry, write_image_tree
 from transferlab.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 # (id, entry module, overrides, expected part of the error line); {name} fills from the fixture

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import DIGITS_CLI, with_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def sweep(tmp_path: Path, logger: str) -> Path:

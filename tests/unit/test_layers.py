@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "transferlab"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "transferlab"
 LAYER = {
     "utils": 0,
     **dict.fromkeys(("losses", "validators", "transferability", "tta", "report"), 1),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, compose_config
@@ -100,10 +101,13 @@ def test_every_distillation_recipe_composes_on_every_distillation_experiment(
     experiment, recipe, tmp_path: Path
 ):
     method = compose_config([f"experiment={experiment}", f"distill={recipe}"], tmp_path).method
-    # DistillModule refuses cached teacher logits on augmented inputs (they change every epoch):
-    # a recipe that shows the teacher the student's augmented batch must switch the cache off
-    assert not (method.get("cache_teacher_logits") and method.teacher_input != "clean")
-    assert set(method.losses) >= {"kd"}
+    # a recipe is a delta: the losses are exactly those its own file adds, none switched off
+    added = yaml.safe_load((CONF_DIR / "distill" / f"{recipe}.yaml").read_text()) or {}
+    named = {key.split("@method.losses.")[1] for entry in added.get("defaults", []) for key in entry}
+    assert set(method.losses) == named
+    assert all(loss.lam > 0 for loss in method.losses.values())
+    # DistillModule refuses cached teacher logits on augmented inputs (they change every epoch)
+    assert not (method.get("cache_teacher_logits") and method.teacher_input == "augmented")
 
 
 def test_a_borrowed_normalisation_is_read_from_its_datamodule_and_written_nowhere_else(tmp_path: Path):

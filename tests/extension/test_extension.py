@@ -1,8 +1,10 @@
-"""A newcomer's extension: one adaptation method, one fine-tuning regularizer with a setup hook and
-one distillation loss that reads feature maps, each written outside the package
-(``tests/extension/my_transfer.py`` and one YAML each under ``tests/extension/conf``), found with
-``hydra.searchpath`` and trained one epoch through the command line. If this needed a change to
-the package, the seams would not be done."""
+"""A newcomer's extension, a member of each of the six families written outside the package
+(``project/my_transfer.py`` and one YAML each under ``project/conf``), found with
+``hydra.searchpath`` and run through the command line: an adaptation method, a fine-tuning
+regularizer with a setup hook, a distillation loss that reads feature maps, a test-time
+adaptation, a validator and a transferability score. The last three join their family's lists
+(every validator scored, every score ranked) with nothing named anywhere. If this needed a change
+to the package, the family rule would not hold."""
 
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ import pytest
 
 from conftest import FAST, PAIR
 
-ROOT = Path(__file__).resolve().parents[1]
-EXTENSION = Path(__file__).resolve().parent / "extension"
+ROOT = Path(__file__).resolve().parents[2]
+EXTENSION = Path(__file__).resolve().parent / "project"  # the researcher's own code and configs
 
 
-def train_outside(tmp_path: Path, *overrides: str) -> dict:
-    """``python -m transferlab.train`` with the extension's module on the path and its configs on
-    Hydra's search path; the run's metrics.json."""
+def run_outside(entry: str, tmp_path: Path, *overrides: str) -> Path:
+    """``python -m transferlab.<entry>`` with the extension's module on the path and its configs on
+    Hydra's search path; the run directory."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(EXTENSION), os.environ.get("PYTHONPATH", "")]),
@@ -31,7 +33,7 @@ def train_outside(tmp_path: Path, *overrides: str) -> dict:
     command = [
         sys.executable,
         "-m",
-        "transferlab.train",
+        f"transferlab.{entry}",
         f"hydra.searchpath=[file://{EXTENSION / 'conf'}]",
         f"hydra.run.dir={tmp_path / 'run'}",
         f"paths.log_dir={tmp_path / 'logs'}",
@@ -39,7 +41,12 @@ def train_outside(tmp_path: Path, *overrides: str) -> dict:
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((tmp_path / "run" / "metrics.json").read_text())
+    return tmp_path / "run"
+
+
+def train_outside(tmp_path: Path, *overrides: str) -> dict:
+    """``python -m transferlab.train`` from outside; the run's metrics.json."""
+    return json.loads((run_outside("train", tmp_path, *overrides) / "metrics.json").read_text())
 
 
 def test_the_extension_lives_outside_the_package():
@@ -49,7 +56,50 @@ def test_the_extension_lives_outside_the_package():
         "conf/method/distill_loss/spatial_energy.yaml",
         "conf/method/mean_matching.yaml",
         "conf/method/regularizer/feature_anchor.yaml",
+        "conf/method/validator/margin.yaml",
+        "conf/score/fisher.yaml",
+        "conf/tta/confident.yaml",
     ]
+
+
+def test_a_validator_from_outside_is_scored_and_can_pick_the_checkpoint(tmp_path):
+    """Nobody lists it: ``method.validators`` is every member of ``method/validator`` on the search
+    path, so the outside one is scored beside the package's, and ``select`` may name it."""
+    metrics = train_outside(
+        tmp_path, *PAIR, "method=dann", "trainer.max_epochs=1", "logger=none", "select=margin"
+    )
+    assert 0 <= metrics["final"]["val/validator/margin"] <= 1  # a difference of two probabilities
+    assert "val/validator/entropy" in metrics["final"]  # the package's, still there
+    record = json.loads((tmp_path / "run" / "selection.jsonl").read_text().splitlines()[-1])
+    assert {"margin", "bnm", "oracle"} <= set(record["validators"])
+    assert "val/validator/margin" in metrics["best"]  # the checkpoint it picked
+
+
+def test_a_transferability_score_from_outside_is_ranked_with_the_others(tmp_path):
+    run = run_outside(
+        "rank",
+        tmp_path,
+        "data=digits",
+        "data.image_size=16",
+        "data.classes=[5,6,7,8,9]",
+        "candidates=[random:cnn,random:resnet8]",
+    )
+    rows = json.loads((run / "ranking.json").read_text())
+    assert all(row["fisher"] > 0 for row in rows)  # scores=all: the outside one, unnamed
+    assert {"logme", "leep", "hscore"} <= set(rows[0])
+    assert sorted(row["fisher_rank"] for row in rows) == [1, 2]
+
+
+def test_a_test_time_adaptation_from_outside_adapts_on_the_stream(tmp_path):
+    from conftest import FAST, compose_config
+    from transferlab.train import train
+
+    source = tmp_path / "source"
+    train(compose_config([*FAST, "net=resnet8"], source))
+    run = run_outside("eval", tmp_path, f"ckpt_path={source}", "tta=confident", "tta.batch_size=16")
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["tta"]["adaptation"] == "confident"  # the member's own name
+    assert 0.0 <= summary["final"]["test/acc"] <= 1.0
 
 
 def test_an_adaptation_method_from_outside_trains_through_the_command_line(tmp_path):
@@ -85,6 +135,7 @@ def test_a_distillation_loss_on_feature_maps_from_outside_joins_kd(tmp_path):
         *FAST,
         "net=resnet8",
         "method=distill",
+        "distill=kd",
         "pretrain=synthetic",
         "pretrain.data.image_size=16",
         "+pretrain.net={_target_: transferlab.nets.resnet8x4}",

@@ -22,7 +22,7 @@ from transferlab.report.sweep import summarize
 from transferlab.train import train
 from transferlab.utils.entry import run_label
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def multirun(log_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

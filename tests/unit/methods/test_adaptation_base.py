@@ -38,7 +38,7 @@ def test_evaluation_follows_the_declared_routes_and_test_acc_is_the_target_accur
     common = [*PAIR, "method=coral", *DETERMINISTIC]
     straight = train(fast_cfg(*common, output_dir=tmp_path / "a"))
     reordered = train(
-        fast_cfg(*common, "data._target_=test_adaptation.ReversedRoutes", output_dir=tmp_path / "b")
+        fast_cfg(*common, "data._target_=test_adaptation_base.ReversedRoutes", output_dir=tmp_path / "b")
     )
     for name in (
         "test/acc",

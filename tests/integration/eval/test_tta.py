@@ -27,7 +27,7 @@ from transferlab.tta.base import batchnorm_layers
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.families import option_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUIET = ["logger=none", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
 
 

@@ -16,7 +16,7 @@ from transferlab.pipeline import prepare_pretraining, pretraining_config
 from transferlab.train import train
 from transferlab.utils.errors import CheckpointError, ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -90,8 +90,15 @@ def teacher_run(tmp_path_factory) -> Path:
 
 
 def student_cfg(fast_cfg, teacher: Path | str, *overrides: str, output_dir: Path | None = None):
+    """KD (``distill=kd``) unless the overrides pick another recipe."""
+    recipe = [] if any(o.startswith("distill=") for o in overrides) else ["distill=kd"]
     return fast_cfg(
-        "method=distill", "net=resnet8", f"method.teacher_ckpt={teacher}", *overrides, output_dir=output_dir
+        "method=distill",
+        *recipe,
+        "net=resnet8",
+        f"method.teacher_ckpt={teacher}",
+        *overrides,
+        output_dir=output_dir,
     )
 
 
@@ -173,6 +180,7 @@ def test_teacher_logits_are_cached_on_disk_and_reused_across_runs(fast_cfg, teac
 def test_a_pipeline_trains_the_teacher_stage_with_its_own_net(fast_cfg):
     cfg = fast_cfg(
         "method=distill",
+        "distill=kd",
         "net=resnet8",
         "pretrain=synthetic",
         "pretrain.data.image_size=16",

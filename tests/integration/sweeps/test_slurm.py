@@ -17,7 +17,7 @@ from conftest import DIGITS_CLI, with_overrides
 
 pytestmark = pytest.mark.slurm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 # the CPU preset, sized to this one-node cluster: 2 tasks of 1 CPU per job
 ON_SLURM = [

@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from conftest import compose_config
 from transferlab.utils.entry import first_sweep_value
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a placeholder is written <like_this> (a run directory, a sweep): the check fills it with a path
 PLACEHOLDER = re.compile(r"<[^<>\s]+>")
@@ -88,3 +88,26 @@ def test_every_link_between_the_pages_points_at_a_file():
             if target.startswith("http"):
                 continue
             assert (page.parent / target).exists(), f"{page.name} links to {target}"
+
+
+def test_the_readme_lists_every_option_of_every_group_it_names():
+    """The config-group table is read against the groups: an option added to a group (a family's
+    new member) and not listed, or one listed that no longer exists, fails here."""
+    from transferlab.utils.families import group_options
+
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text.split("## Config groups", 1)[1].splitlines() if line.startswith("| `")]
+    checked = 0
+    for row in rows:
+        groups, options = row.split("|")[1:3]
+        named = re.findall(r"`([a-z0-9_/]+)`", groups)
+        listed = set(re.findall(r"`([a-z0-9_]+)`", options))
+        for group in (g for g in named if (ROOT / "conf" / g).is_dir()):
+            missing = set(group_options(group)) - listed
+            assert not missing, f"README's `{group}` row does not list {sorted(missing)}"
+            checked += 1
+        subgroups = re.findall(r"`(method/[a-z_]+)` \(([^)]*)\)", options)
+        for group, inner in subgroups:
+            assert set(re.findall(r"`([a-z0-9_]+)`", inner)) == set(group_options(group)), group
+            checked += 1
+    assert checked >= 10

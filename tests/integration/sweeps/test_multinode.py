@@ -17,7 +17,7 @@ from conftest import DIGITS_CLI, with_overrides
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = with_overrides(DIGITS_CLI, "trainer.max_epochs=2")
 # trainer=ddp without GPUs: one process per "node", two nodes
 TWO_NODES = [
