@@ -64,17 +64,6 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
     return stage_cfg
 
 
-def stage_as_run(cfg: DictConfig) -> DictConfig:
-    """``pretrain_only=true``: the run is its pipeline's pretraining recipe, trained here (in the
-    run's own directory, resumable) instead of cached, so an experiment that trains a source or a
-    teacher on its own names the stage's recipe rather than writing it again."""
-    stage_cfg = pretraining_config(cfg)
-    with open_dict(stage_cfg):
-        stage_cfg.ckpt_path = cfg.get("ckpt_path")
-        stage_cfg.pretrain_only = False
-    return stage_cfg
-
-
 def recipe_hash(stage_cfg: DictConfig) -> str:
     """A short hash of what determines the pretrained model: its data, net, method, trainer and
     seed, as the run's own digest sees them (``utils.config.flat_config``)."""

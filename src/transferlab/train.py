@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
 from transferlab.methods.base import ClassificationModule
-from transferlab.pipeline import has_pretraining_stage, prepare_pretraining, stage_as_run
+from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
     apply_protocol,
@@ -82,8 +82,6 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     the pipeline's pretraining stage (a source or a teacher); build the data, model and trainer;
     fit and test; record the metrics.
     """
-    if cfg.get("pretrain_only") and has_pretraining_stage(cfg):
-        cfg = stage_as_run(cfg)
     output_dir, done = prepare_run_dir(cfg)
     if done is not None:
         log.info("finished before, skipped: %s", output_dir)
@@ -170,7 +168,7 @@ def build(
     if initialize is not None:  # a resumed run's checkpoint then overwrites what it set
         initialize(datamodule.clean_sample(DATA_INIT_IMAGES))
     if cfg.get("channels_last"):
-        model.use_channels_last()
+        model.to(memory_format=torch.channels_last)  # faster convolutions on GPUs
         datamodule.use_channels_last()
     if cfg.get("compile"):
         model.net.compile()  # in place: parameter names and checkpoints stay as they are

@@ -75,3 +75,16 @@ class SlotMember(nn.Module):
     def setup(self, context: SetupContext) -> None:
         """Prepare once, before training or before a checkpoint is restored into the module
         (so parameters and buffers made here are in place for it). Default: nothing."""
+
+
+def training_sample(datamodule: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images and labels of a fresh training loader (augmented as in training),
+    drawn without moving the training's random streams (the run trains as it would without it)."""
+    images, labels = [], []
+    with datamodule.streams_kept():
+        for batch in datamodule.train_dataloader():
+            images.append(batch[0])
+            labels.append(batch[1])
+            if sum(len(x) for x in images) >= n:
+                break
+    return torch.cat(images)[:n], torch.cat(labels)[:n]

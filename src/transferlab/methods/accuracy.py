@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
 
 
 class RunningAccuracy(nn.Module):
@@ -55,3 +57,11 @@ class RunningAccuracy(nn.Module):
     def reset(self) -> None:
         self.correct.zero_()
         self.seen = 0
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1 and, with more than five classes, top-5 micro accuracy."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)

@@ -17,29 +17,21 @@ import lightning as L
 import torch
 from lightning.pytorch import Callback
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.callbacks.confusion import ConfusionReport
 from transferlab.callbacks.nonfinite import NonFiniteWatch, writes_step_logs
 from transferlab.callbacks.resume_plan import ResumePlan
 from transferlab.data.base import EvalRoute
-from transferlab.losses.slot import SetupContext
-from transferlab.methods.accuracy import RunningAccuracy
+from transferlab.losses.slot import SetupContext, training_sample
+from transferlab.methods.accuracy import RunningAccuracy, accuracy_metrics
+from transferlab.methods.param_groups import decay_groups
 from transferlab.nets.base import Classifier
 from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 REPORTS_KEY = "transferlab_reports"  # where a checkpoint keeps the run's reports
-
-
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Top-1 and, with more than five classes, top-5 micro accuracy."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
-    if num_classes > 5:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-    return MetricCollection(metrics, prefix=prefix)
 
 
 class ClassificationModule(L.LightningModule):
@@ -77,7 +69,6 @@ class ClassificationModule(L.LightningModule):
         self.notes: list[str] = []  # what a reader of the run's results must know (metrics.json)
         # what the run measured besides its metrics (metrics.json "reports"; kept in checkpoints)
         self.reports: dict[str, Any] = {}
-        self.channels_last = False  # use_channels_last() turns it on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -87,12 +78,6 @@ class ClassificationModule(L.LightningModule):
         """Whether the method's transfer term (λ·R, λ·A, the distillation losses) contributes
         nothing, which makes the run a sweep's control; None for a method without one."""
         return None
-
-    def use_channels_last(self) -> None:
-        """Weights in channels_last layout (faster convolutions on GPUs); the datamodule makes its
-        batches in that layout too (``ClassificationDataModule.use_channels_last``)."""
-        self.to(memory_format=torch.channels_last)
-        self.channels_last = True
 
     def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Return (loss terms with a ``loss`` entry, logits, labels) for one training batch."""
@@ -252,41 +237,3 @@ class ClassificationModule(L.LightningModule):
             is_global_zero=trainer.is_global_zero,
             broadcast=lambda value: trainer.strategy.broadcast(value, src=0),
         )
-
-
-def training_sample(datamodule: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images and labels of a fresh training loader (augmented as in training),
-    drawn without moving the training's random streams (the run trains as it would without it)."""
-    images, labels = [], []
-    with datamodule.streams_kept():
-        for batch in datamodule.train_dataloader():
-            images.append(batch[0])
-            labels.append(batch[1])
-            if sum(len(x) for x in images) >= n:
-                break
-    return torch.cat(images)[:n], torch.cat(labels)[:n]
-
-
-def decay_groups(
-    name: str,
-    named_parameters: Iterable[tuple[str, nn.Parameter]],
-    lr_scale: float = 1.0,
-    weight_decay: bool = True,
-) -> list[dict[str, Any]]:
-    """Two optimiser groups: weights (with the optimiser's weight decay unless ``weight_decay``
-    is False) and biases + normalisation parameters (never decayed, the usual ResNet practice).
-    """
-    weights, others = [], []
-    for _, param in named_parameters:
-        if param.requires_grad:
-            (weights if param.ndim > 1 else others).append(param)
-    weights_group: dict[str, Any] = {"params": weights, "name": name, "lr_scale": lr_scale}
-    if not weight_decay:
-        weights_group["weight_decay"] = 0.0
-    others_group = {
-        "params": others,
-        "name": f"{name}_norm_bias",
-        "weight_decay": 0.0,
-        "lr_scale": lr_scale,
-    }
-    return [group for group in (weights_group, others_group) if group["params"]]

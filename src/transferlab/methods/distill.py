@@ -23,7 +23,7 @@ from transferlab.data.base import EvalRoute
 from transferlab.losses.distillation.base import DistillationInputs, DistillationLoss
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, INDICES
 from transferlab.methods.accuracy import RunningAccuracy
-from transferlab.methods.base import decay_groups
+from transferlab.methods.param_groups import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, build_net, capture, check_layers
 from transferlab.utils.checkpoint import open_checkpoint

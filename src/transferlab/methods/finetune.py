@@ -17,7 +17,7 @@ from lightning.pytorch import Callback
 from transferlab.callbacks.transferability import TransferabilityProbe
 from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SOURCE_WEIGHTS
-from transferlab.methods.base import decay_groups
+from transferlab.methods.param_groups import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, capture, check_layers, load_source
 from transferlab.transferability.base import load_scores

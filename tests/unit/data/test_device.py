@@ -193,7 +193,7 @@ def test_the_generator_travels_in_the_datamodule_state_so_a_resumed_epoch_is_the
 
 @pytest.mark.parametrize("on_device", [True, False], ids=["resident", "streamed"])
 def test_a_sample_taken_at_setup_leaves_the_training_streams_where_they_were(on_device):
-    from transferlab.methods.base import training_sample
+    from transferlab.losses.slot import training_sample
 
     torch.manual_seed(0)
     datamodule = digits(on_device=on_device)

@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from transferlab.methods.base import accuracy_metrics
+from transferlab.methods.accuracy import accuracy_metrics
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets import resnet20
 

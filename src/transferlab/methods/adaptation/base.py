@@ -30,7 +30,8 @@ from torch import nn
 from transferlab.callbacks.selection import SelectionRecord
 from transferlab.data.base import EvalRoute
 from transferlab.losses.domain import reversal_warmup
-from transferlab.methods.base import ClassificationModule, decay_groups
+from transferlab.methods.base import ClassificationModule
+from transferlab.methods.param_groups import decay_groups
 from transferlab.nets.reference import load_source
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.selection import TEST_KEY, VALIDATOR_PREFIX
