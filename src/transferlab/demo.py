@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from transferlab.report import format as fmt
 from transferlab.report.stats import mean_std_ci, paired_gain
 from transferlab.utils.config import compose_config, project_root
 from transferlab.utils.entry import silence_known_warnings, user_errors
@@ -178,16 +179,16 @@ def markdown(rows: list[dict[str, Any]], stages: dict[str, float]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in rows:
-        std = "—" if row["std"] != row["std"] else f"{row['std']:.3f}"
-        seeds = ", ".join(f"{v:.3f}" for v in row["values"])
+        seeds = ", ".join(fmt.number(v, 3) for v in row["values"])
         gain = (
             "baseline"
             if row["baseline"]
             else f"{100 * row['gain']:+.1f} points ({row['ahead']}/{len(row['values'])})"
         )
-        lines.append(f"| {row['family']} | {row['method']} | {row['mean']:.3f} ± {std} | {gain} | {seeds} |")
+        accuracy = f"{fmt.number(row['mean'], 3)} ± {fmt.number(row['std'], 3)}"
+        lines.append(f"| {row['family']} | {row['method']} | {accuracy} | {gain} | {seeds} |")
     for name, acc in stages.items():
-        lines.append(f"| trained once (seed 0), carried three ways | {name} | {acc:.3f} | | |")
+        lines.append(f"| trained once (seed 0), carried three ways | {name} | {fmt.number(acc, 3)} | | |")
     return "\n".join(lines) + "\n"
 
 
