@@ -65,7 +65,7 @@ ARMS = [
         "student alone",
         "student",
         "digits_distill",
-        ("method.ce_weight=1", "method.losses.kd.lam=0"),
+        ("distill=none",),
         baseline=True,
     ),
     Arm(DISTILL, "student + KD (T=4)", "kd", "digits_distill"),

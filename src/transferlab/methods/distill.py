@@ -4,9 +4,9 @@
 
 one term per member m of the distillation slot (``method.losses``: KD, FitNets, or any
 ``DistillationLoss``), each with its own weight λ_m (``method.losses.<m>.lam``) and γ
-``method.ce_weight``, the way RepDistiller's -r/-a/-b combine them. Its default, γ = 0.1 with KD
-at λ = 0.9, is Hinton et al.'s convex mix (1 − λ)·CE + λ·KD. The student alone is γ = 1 with
-every λ_m = 0 (``method.ce_weight=1 method.losses.kd.lam=0``), or ``method=supervised``.
+``method.ce_weight``, the way RepDistiller's -r/-a/-b combine them. The module has no loss of its
+own: a recipe adds them (``distill=kd``: γ = 0.1 with KD at λ = 0.9, Hinton et al.'s convex mix
+(1 − λ)·CE + λ·KD); without one (``distill=none``) it is the student alone, a sweep's control.
 """
 
 from __future__ import annotations
