@@ -410,3 +410,18 @@ def test_the_study_table_averages_stream_orders_and_reports_their_spread(tmp_pat
     table = study.tta_table(errors, [5], clean_acc=0.76)
     assert "| bn (ours) | 45.0 |" in table and "| 38.0 ± 5.0 |" in table
     assert table.split("| none (ours) |")[1].split("\n")[0].endswith("| 43.0 |")
+
+
+def test_episodic_mode_resets_the_optimiser_as_well_as_the_weights():
+    """TENT's episodic reset restores the net and the optimiser's state (Adam's moments and step
+    count) before every batch: a batch adapted after another gives what it gives alone. Two steps
+    per batch, so the prediction reads the weights the optimiser moved."""
+    images = torch.randn(2, 16, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    after_another = tta_module("tent", episodic=True, steps=2)
+    after_another.evaluation_forward(None, images[0])
+    second = after_another.evaluation_forward(None, images[1])
+    alone = tta_module("tent", episodic=True, steps=2).evaluation_forward(None, images[1])
+    assert torch.allclose(second, alone, atol=1e-6)
+    online = tta_module("tent", episodic=False, steps=2)  # the contrast: online carries both
+    online.evaluation_forward(None, images[0])
+    assert not torch.allclose(online.evaluation_forward(None, images[1]), alone, atol=1e-6)

@@ -173,3 +173,59 @@ def test_the_alignment_joins_after_start_epoch_and_the_warm_up_counts_from_there
         module.__class__ = type("At", (base,), at)
         assert module.alignment_weight() == weight and module.progress() == pytest.approx(progress)
     assert module.reversal_coefficient() == pytest.approx(2 / (1 + math.exp(-10 * 0.05)) - 1)
+
+
+def test_mcc_s_gradient_treats_the_sample_weights_as_constants():
+    """The reference library detaches the entropy weights (``sample_weight = 1 + exp(−H).detach()``
+    there): the logits' gradient is that of the loss with the weights frozen at their values."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = 2.5
+    (ours,) = torch.autograd.grad(MinimumClassConfusion(t)(logits), logits)
+    with torch.no_grad():
+        p = torch.softmax(logits / t, dim=1)
+        w = 1 + torch.exp((p * p.log()).sum(1))  # 1 + exp(−H(p)), computed apart: constants
+        w = 7 * w / w.sum()
+    q = torch.softmax(logits / t, dim=1)
+    confusion = (q * w[:, None]).T @ q
+    confusion = confusion / confusion.sum(1, keepdim=True)
+    frozen = (confusion.sum() - confusion.trace()) / 4
+    (reference,) = torch.autograd.grad(frozen, logits)
+    torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_jmmd_is_the_mean_over_disjoint_pairs_written_out_with_its_gradient():
+    """Gretton et al.'s linear-time estimate on the joint kernel, pair by pair:
+    h_p = k(s_2p, s_2p+1) + k(t_2p, t_2p+1) − k(s_2p, t_2p+1) − k(s_2p+1, t_2p), the feature
+    bandwidths σ̄² the mean of the pairs' squared distances (detached); value and gradient."""
+    from transferlab.losses.alignment.jan import JointMultipleKernelMMD
+
+    g = torch.Generator().manual_seed(4)
+    f_s = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    f_t = (torch.randn(6, 3, generator=g, dtype=torch.float64) + 0.7).requires_grad_(True)
+    l_s, l_t = (
+        torch.randn(6, 4, generator=g, dtype=torch.float64),
+        torch.randn(6, 4, generator=g, dtype=torch.float64),
+    )
+    multipliers, sigma_g = (0.5, 1.0, 2.0), 0.92
+    p_s, p_t = torch.softmax(l_s, 1), torch.softmax(l_t, 1)
+    pairs = [(2 * p, 2 * p + 1) for p in range(3)]
+    quads = []
+    for a, b in pairs:  # (x, y) index pairs and which domain each side is from
+        quads += [((f_s, p_s, a), (f_s, p_s, b)), ((f_t, p_t, a), (f_t, p_t, b))]
+        quads += [((f_s, p_s, a), (f_t, p_t, b)), ((f_s, p_s, b), (f_t, p_t, a))]
+    squared = [(x[0][x[2]] - y[0][y[2]]).pow(2).sum() for x, y in quads]
+    bandwidth = torch.stack(squared).mean().detach()
+
+    def k(index: int) -> torch.Tensor:
+        x, y = quads[index]
+        features = sum(torch.exp(-squared[index] / (2 * m * bandwidth)) for m in multipliers)
+        return features * torch.exp(-(x[1][x[2]] - y[1][y[2]]).pow(2).sum() / (2 * sigma_g**2))
+
+    expected = sum(k(4 * p) + k(4 * p + 1) - k(4 * p + 2) - k(4 * p + 3) for p in range(3)) / 3
+    value = JointMultipleKernelMMD(multipliers, sigma_g, linear=True)(f_s, f_t, l_s, l_t)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-10)
+    ours = torch.autograd.grad(value, [f_s, f_t])
+    reference = torch.autograd.grad(expected, [f_s, f_t])
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

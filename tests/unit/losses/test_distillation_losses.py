@@ -216,3 +216,94 @@ def test_crd_refuses_more_negatives_than_the_training_split_holds_and_caps_its_d
     default = ContrastiveRepresentationDistillation()
     default.setup(context)
     assert default.negatives == 99 and default.memory_student.shape == (100, 128)
+
+
+def test_rkd_gradient_reaches_the_student_through_distances_and_angles_and_never_the_teacher():
+    """RKD against its definition with loops (RepDistiller's ``RKDLoss``: the teacher's distances and
+    angles under no_grad, the student's live): values and the student's gradient, in float64."""
+    from transferlab.losses.distillation.base import DistillationInputs
+    from transferlab.losses.distillation.rkd import RelationalKD
+
+    g = torch.Generator().manual_seed(3)
+    student = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def distances(f: torch.Tensor) -> torch.Tensor:
+        d = torch.stack([torch.stack([(f[i] - f[j]).norm() for j in range(5)]) for i in range(5)])
+        return d / d[d > 0].mean()
+
+    def angles(f: torch.Tensor) -> torch.Tensor:
+        values = []
+        for j in range(5):
+            for i in range(5):
+                for k in range(5):
+                    a, b = f[i] - f[j], f[k] - f[j]
+                    if i == j or k == j:
+                        values.append(torch.zeros((), dtype=f.dtype))
+                    else:
+                        values.append(a @ b / (a.norm() * b.norm()))
+        return torch.stack(values)
+
+    def huber(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        diff = (x - y).abs()
+        return torch.where(diff < 1, 0.5 * diff**2, diff - 0.5).mean()
+
+    t_d, t_a = distances(teacher).detach(), angles(teacher).detach()
+    expected = 25 * huber(distances(student), t_d) + 50 * huber(angles(student), t_a)
+    (expected_grad,) = torch.autograd.grad(expected, student)
+    labels = torch.zeros(5, dtype=torch.long)
+    value = RelationalKD()(DistillationInputs(labels, student_features=student, teacher_features=teacher))
+    value.backward()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-9)
+    torch.testing.assert_close(student.grad, expected_grad, rtol=1e-7, atol=1e-10)
+    assert teacher.grad is None  # the teacher is a target, never trained
+
+
+def test_crd_one_step_against_its_definition_written_out_and_its_memory_update():
+    """One CRD step, re-derived: each image's positive is the other net's memory entry of that image
+    (column 0), its K negatives entries drawn uniformly, P = exp(⟨m, v⟩/τ)/Z with Z = (mean score)·n
+    fixed at the first step, NCE with noise K/n (RepDistiller's ``NCECriterion``); then the batch's
+    entries move to normalise(μ·m + (1 − μ)·v)."""
+    from transferlab.losses.distillation.base import DistillationInputs
+
+    torch.manual_seed(0)
+    crd = ContrastiveRepresentationDistillation(embed_dim=3, negatives=6, temperature=0.5, momentum=0.3)
+    crd.build(4, 5, memory_size=20)
+    g = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(4, 4, generator=g), torch.randn(4, 5, generator=g)
+    index = torch.tensor([3, 7, 11, 19])
+    memory_s, memory_t = crd.memory_student.clone(), crd.memory_teacher.clone()
+    v_s = F.normalize(crd.embed_student(student), dim=1).detach()
+    v_t = F.normalize(crd.embed_teacher(teacher), dim=1).detach()
+    torch.manual_seed(7)
+    drawn = torch.randint(0, 20, (4, 7))
+    drawn[:, 0] = index
+
+    def nce(memory: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scores = torch.stack([torch.exp(memory[drawn[n]] @ v[n] / 0.5) for n in range(4)])
+        p = scores / (scores.mean() * 20)
+        noise = 6 / 20
+        positive = torch.log(p[:, 0] / (p[:, 0] + noise + 1e-7)).sum()
+        negative = torch.log(noise / (p[:, 1:] + noise + 1e-7)).sum()
+        return -(positive + negative) / 4
+
+    expected = nce(memory_t, v_s) + nce(memory_s, v_t)
+    torch.manual_seed(7)
+    value = crd(
+        DistillationInputs(
+            torch.zeros(4, dtype=torch.long),
+            student_features=student,
+            teacher_features=teacher,
+            indices=index,
+        )
+    )
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(
+        crd.memory_student[index], F.normalize(0.3 * memory_s[index] + 0.7 * v_s, dim=1)
+    )
+    torch.testing.assert_close(
+        crd.memory_teacher[index], F.normalize(0.3 * memory_t[index] + 0.7 * v_t, dim=1)
+    )
+    untouched = torch.ones(20, dtype=torch.bool)
+    untouched[index] = False
+    assert torch.equal(crd.memory_student[untouched], memory_s[untouched])

@@ -159,3 +159,13 @@ def test_only_the_oracle_reads_target_labels():
     assert Oracle().score(o) == pytest.approx(hits)
     with pytest.raises(ValueError, match="needs the target's validation labels"):
         Oracle().score(o.without_target_labels())
+
+
+def test_dev_importance_weights_average_one_over_the_source_when_the_domains_agree():
+    """w(x) = p(target | x)/p(source | x)·N_s/N_t (You et al.'s density ratio): with both domains
+    drawn from one distribution and four source images per target image, the classifier's odds are
+    about N_t/N_s, and only the N_s/N_t factor brings the weights back to 1 on average."""
+    rng = np.random.default_rng(0)
+    source, target = rng.standard_normal((400, 5)), rng.standard_normal((100, 5))
+    weights = DeepEmbeddedValidation().importance_weights(source, target)
+    assert weights.mean() == pytest.approx(1.0, abs=0.1)
