@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.callbacks.confusion import ConfusionReport
+from transferlab.callbacks.handed import Handed
 from transferlab.callbacks.nonfinite import NonFiniteWatch, writes_step_logs
 from transferlab.callbacks.resume_plan import ResumePlan
 from transferlab.data.base import EvalRoute
@@ -96,10 +97,11 @@ class ClassificationModule(L.LightningModule):
         return [NonFiniteWatch(), ConfusionReport(), ResumePlan()]
 
     def configure_callbacks(self) -> list[Callback]:
-        """Lightning's hook, at every fit and test: the handed callbacks the trainer has not got
-        yet (a test after a fit keeps the fit's)."""
-        present = {type(c) for c in self.trainer.callbacks} if self._trainer is not None else set()
-        return [c for c in self.handed_callbacks() if type(c) not in present]
+        """Lightning's hook, at every fit and test: the handed callbacks as one (``Handed``), unless
+        the trainer has them already (a test after a fit keeps the fit's)."""
+        if self._trainer is not None and any(isinstance(c, Handed) for c in self.trainer.callbacks):
+            return []
+        return [Handed(self.handed_callbacks())]
 
     def on_train_epoch_end(self) -> None:
         values = self.epoch_values(self.train_accuracy)
