@@ -229,3 +229,37 @@ def test_linear_jmmd_is_the_mean_over_disjoint_pairs_written_out_with_its_gradie
     reference = torch.autograd.grad(expected, [f_s, f_t])
     for a, b in zip(ours, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_jmmd_is_the_reference_librarys_minus_its_constant_once_the_bandwidths_agree():
+    """TLlib's JointMultipleKernelMaximumMeanDiscrepancy, re-derived: Gaussian kernels whose σ² is
+    α·mean of all (2N)² squared distances (diagonal included), the product over the features and
+    the predictions (σ = 0.92, fixed), its index matrix (1/(N(N − 1)) within a domain off the
+    diagonal, −1/N² across), plus 2/(N − 1). Ours with its multipliers scaled by (2N − 1)/(2N)
+    (the same bandwidths) equals it minus 2/(N − 1); with its own, it does not."""
+    g = torch.Generator().manual_seed(6)
+    n = 5
+    f_s, f_t = (
+        torch.randn(n, 3, generator=g, dtype=torch.float64),
+        torch.randn(n, 3, generator=g, dtype=torch.float64),
+    )
+    l_s, l_t = (
+        torch.randn(n, 4, generator=g, dtype=torch.float64),
+        torch.randn(n, 4, generator=g, dtype=torch.float64),
+    )
+    alphas = [2.0**k for k in range(-3, 2)]
+    z, p = torch.cat([f_s, f_t]), torch.cat([l_s.softmax(1), l_t.softmax(1)])
+    d_z, d_p = torch.cdist(z, z).pow(2), torch.cdist(p, p).pow(2)
+    features = sum(torch.exp(-d_z / (2 * a * d_z.mean())) for a in alphas)
+    kernel = features * torch.exp(-d_p / (2 * 0.92**2))
+    index = torch.zeros(2 * n, 2 * n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                index[i, j] = index[i + n, j + n] = 1 / (n * (n - 1))
+            index[i, j + n] = index[i + n, j] = -1 / n**2
+    reference = (kernel * index).sum() + 2 / (n - 1)
+    scaled = JointMultipleKernelMMD(tuple(a * (2 * n - 1) / (2 * n) for a in alphas))(f_s, f_t, l_s, l_t)
+    assert scaled.item() == pytest.approx(reference.item() - 2 / (n - 1), rel=1e-10)
+    own = JointMultipleKernelMMD(tuple(alphas))(f_s, f_t, l_s, l_t)
+    assert own.item() != pytest.approx(reference.item() - 2 / (n - 1), rel=1e-6)

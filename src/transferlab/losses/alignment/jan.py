@@ -17,8 +17,11 @@ class JointMultipleKernelMMD(nn.Module):
 
     with g = softmax(logits), the feature bandwidths m_u·σ̄² as DAN's (``MultipleKernelMMD``) and
     σ_g = 0.92 (the reference library's). The estimate is the unbiased quadratic one of
-    ``MultipleKernelMMD`` on the joint kernel matrix (the reference library's equals it plus the
-    constant 2/(N − 1), which no gradient sees), or the linear-time one with ``linear``.
+    ``MultipleKernelMMD`` on the joint kernel matrix, or the linear-time one with ``linear``.
+    The reference library's value differs in two ways: it adds the constant 2/(N − 1) (no gradient
+    sees it), and its σ̄² averages the squared distances over all (2N)² pairs, the zero diagonal
+    included, where this σ̄² averages the 2N(2N − 1) others: its bandwidths are these times
+    (2N − 1)/(2N). With the bandwidths made equal, the two agree up to that constant.
 
     Shapes: ``f_s`` (N, D), ``f_t`` (N, D), ``logits_s`` (N, K), ``logits_t`` (N, K), N ≥ 2;
     returns a 0-d tensor.
