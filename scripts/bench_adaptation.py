@@ -27,10 +27,10 @@ from lightning.pytorch import Callback
 from bench_common import QUIET_RUN, StepTimer, add_timing_arguments, compare, parse_timing_arguments
 from transferlab.train import train
 from transferlab.utils.config import compose_config
-from transferlab.utils.families import FAMILIES, members_of
+from transferlab.utils.families import family, members_of
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTATION = next(f for f in FAMILIES if f.group == "method")
+ADAPTATION = family("method")
 # the family's members read from conf/method/ (a new method is benchmarked with no edit here), and
 # DAN's linear-time estimate beside its quadratic one
 METHODS = [*members_of(ADAPTATION), "dan_linear"]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from transferlab.methods.adaptation.base import AdversarialAdaptationModule
 from transferlab.utils.config import compose_config as compose_train_config
-from transferlab.utils.families import FAMILIES, members_of, target_of
+from transferlab.utils.families import family, members_of, target_of
 
 # pytest-xdist's workers share the machine's cores: a torch process per worker on every core
 # would make their OpenMP threads spin against each other (each training several times slower).
@@ -94,7 +94,7 @@ PAIR = [
     "+trainer.limit_val_batches=2",
     "method.optimizer.lr=0.05",
 ]
-ADAPTATION = next(f for f in FAMILIES if f.group == "method")
+ADAPTATION = family("method")
 # every adaptation method with an alignment term: the family's members from conf/method/, less the baseline
 ALIGNING = [m for m in members_of(ADAPTATION) if m != "source_only"]
 DETERMINISTIC = ["trainer.deterministic=true", "data.target.crop_padding=0"]

@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch import Callback
 
 from transferlab.utils.errors import TrainingError
+from transferlab.utils.log import writes_step_logs
 
 MAX_PENDING = 10_000  # steps kept unread at most (the training loop reads far more often)
 
@@ -86,10 +87,3 @@ class NonFiniteWatch(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self.check(trainer.current_epoch)  # never write weights stepped on a NaN loss
-
-
-def writes_step_logs(trainer: L.Trainer) -> bool:
-    """Whether this training step's values reach the loggers (every ``trainer.log_every_n_steps``
-    steps) or end the epoch (the run's final values)."""
-    connector = getattr(trainer, "_logger_connector", None)
-    return connector is None or connector.should_update_logs or trainer.is_last_batch

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.callbacks.confusion import ConfusionReport
 from transferlab.callbacks.handed import Handed
-from transferlab.callbacks.nonfinite import NonFiniteWatch, writes_step_logs
+from transferlab.callbacks.nonfinite import NonFiniteWatch
 from transferlab.callbacks.resume_plan import ResumePlan
 from transferlab.data.base import EvalRoute
 from transferlab.losses.slot import SetupContext, training_sample
@@ -29,6 +29,7 @@ from transferlab.methods.accuracy import RunningAccuracy, accuracy_metrics
 from transferlab.methods.param_groups import decay_groups
 from transferlab.nets.base import Classifier
 from transferlab.utils.contract import CHECKPOINT_KEY, RunContract
+from transferlab.utils.log import writes_step_logs
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
