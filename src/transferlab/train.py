@@ -35,6 +35,7 @@ from transferlab.utils.config import (
 from transferlab.utils.contract import RunContract, check_handed
 from transferlab.utils.distributed import GlooShutdown
 from transferlab.utils.entry import (
+    command_line_keys,
     continue_in_place,
     preflight,
     record_failure,
@@ -102,7 +103,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any] | None]:
     """Check the config, claim its run directory (the one of the unfinished run a ``ckpt_path``
     continues); return (directory, the metrics of a finished run there or None)."""
-    apply_protocol(cfg)  # a paper's settings for its own methods, before the config is checked
+    apply_protocol(cfg, command_line_keys())  # a paper's settings for its own methods, before the check
     validate_config(cfg)  # typos and wrong types fail here, before any data is read
     if str(cfg.get("optimized_metric") or "").startswith("test/"):
         raise ConfigError(

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from transferlab.data.decoded import decode_images, decoded_nbytes
-from transferlab.data.device import DeviceLoader, TransferLoader, to_uint8_tensor
+from transferlab.data.device import PADDING_MODES, DeviceLoader, TransferLoader, pad, to_uint8_tensor
 from transferlab.data.subsets import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
@@ -85,27 +85,28 @@ class AsUint8Tensor:
 
 
 class RandomCropFlip:
-    """Per image: a crop of the image's size from the zero-padded image at a uniform random offset
-    in [0, 2·padding]², then a horizontal flip with probability 1/2 — the distribution of
-    torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip`` (tested), drawn from
-    torch's global generator (seeded per DataLoader worker), in plain tensor calls (a quarter of
-    the two v2 transforms' host time). ``image``: a (C, H, W) tensor."""
+    """Per image: a crop of the image's size from the padded image (``device.pad``: zeros,
+    mirrored or repeated borders) at a uniform random offset in [0, 2·padding]², then a horizontal
+    flip with probability 1/2 — the distribution of torchvision's ``RandomCrop(size, padding,
+    padding_mode=...)`` + ``RandomHorizontalFlip`` (tested), drawn from torch's global generator
+    (seeded per DataLoader worker), in plain tensor calls (a quarter of the two v2 transforms'
+    host time). ``image``: a (C, H, W) tensor."""
 
-    def __init__(self, padding: int, flip: bool) -> None:
-        self.padding, self.flip = padding, flip
+    def __init__(self, padding: int, flip: bool, padding_mode: str = "constant") -> None:
+        self.padding, self.flip, self.padding_mode = padding, flip, padding_mode
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         image = image.as_subclass(torch.Tensor)
         if self.padding:
             p, (h, w) = self.padding, image.shape[-2:]
             row, col = torch.randint(0, 2 * p + 1, (2,)).tolist()
-            image = torch.nn.functional.pad(image, (p, p, p, p))[..., row : row + h, col : col + w]
+            image = pad(image, p, self.padding_mode)[..., row : row + h, col : col + w]
         if self.flip and float(torch.rand(())) < 0.5:
             image = image.flip(-1)
         return image
 
     def __repr__(self) -> str:
-        return f"RandomCropFlip(padding={self.padding}, flip={self.flip})"
+        return f"RandomCropFlip(padding={self.padding}, flip={self.flip}, padding_mode={self.padding_mode})"
 
 
 class LabelledImages(Dataset):
@@ -153,7 +154,11 @@ class ClassificationDataModule(L.LightningDataModule):
         val_fraction: share of each training class carved out for validation with ``split_seed``
             (used only when the dataset has no validation split of its own).
         image_size: side of the square images the net sees; other sizes are resized.
-        crop_padding, hflip: training augmentation (random crop after zero padding, flips).
+        crop_padding, hflip: training augmentation (random crop after padding, flips).
+        crop_padding_mode: how the crop pads: ``constant`` (zeros: black borders, torchvision's
+            default), ``reflect`` (the image mirrored, no border pixel repeated: the crops keep the
+            statistics of whole images, so BatchNorm's running statistics match those of clean
+            test batches) or ``edge``.
         mean, std: per-channel normalisation; null computes them from the training images.
         on_device: hold the splits as uint8 tensors on the training device and augment each
             batch there (``transferlab.data.device``) instead of per-image transforms in
@@ -190,6 +195,7 @@ class ClassificationDataModule(L.LightningDataModule):
         image_size: int = 32,
         crop_padding: int = 4,
         hflip: bool = True,
+        crop_padding_mode: str = "constant",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         on_device: Auto = "auto",
@@ -208,8 +214,13 @@ class ClassificationDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.subset_seed = subset_seed
         self.image_size = image_size
+        if crop_padding_mode not in PADDING_MODES:
+            raise ConfigError(
+                f"data.crop_padding_mode={crop_padding_mode!r}; use one of {', '.join(PADDING_MODES)}"
+            )
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.crop_padding_mode = crop_padding_mode
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
         for key, value in (("on_device", on_device), ("decode", decode)):
@@ -391,7 +402,11 @@ class ClassificationDataModule(L.LightningDataModule):
         return [ToNormalizedFloat(self.mean, self.std)]
 
     def train_transform(self) -> v2.Compose:
-        augment = [RandomCropFlip(self.crop_padding, self.hflip)] if self.crop_padding or self.hflip else []
+        augment = (
+            [RandomCropFlip(self.crop_padding, self.hflip, self.crop_padding_mode)]
+            if self.crop_padding or self.hflip
+            else []
+        )
         return v2.Compose([AsUint8Tensor(), *self._resize(), *augment, *self._finish()])
 
     def eval_transform(self) -> v2.Compose:
@@ -424,6 +439,7 @@ class ClassificationDataModule(L.LightningDataModule):
             train=train,
             padding=self.crop_padding,
             flip=self.hflip,
+            padding_mode=self.crop_padding_mode,
             generator=self.generator(device) if train else None,
             images_only=images_only,
             memory_format=self.memory_format,
@@ -501,6 +517,7 @@ class ClassificationDataModule(L.LightningDataModule):
             train=train,
             padding=self.crop_padding if train else 0,
             flip=self.hflip and train,
+            padding_mode=self.crop_padding_mode,
             with_index=dataset.with_index,
             rank=0 if world_size == 1 else trainer.global_rank,
             world_size=world_size,

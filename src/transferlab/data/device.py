@@ -2,7 +2,7 @@
 
 With ``data.on_device`` (``auto``, the default, wherever the data fit) a split is decoded and
 resized once into a uint8 (N, C, S, S) tensor that lives on the training device; each batch is
-gathered, randomly cropped (zero padding, a random offset per image), flipped and normalised
+gathered, randomly cropped (zero or reflect padding, a random offset per image), flipped and normalised
 there. No worker processes, no PIL, no host→device copy and no host wait inside a step: the data
 path of airbench and hlb-CIFAR10, behind the same datamodule options.
 
@@ -36,18 +36,40 @@ def to_uint8_tensor(images: Sequence[Any], indices: Sequence[int], size: int) ->
     return torch.stack([to_tensor(images[int(i)]) for i in indices]).contiguous()
 
 
+#: torchvision's ``RandomCrop`` padding modes -> ``F.pad``'s
+PADDING_MODES = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}
+
+
+def pad(images: torch.Tensor, padding: int, mode: str = "constant") -> torch.Tensor:
+    """``images`` (…, C, H, W) padded by ``padding`` on each side: zeros (``constant``), the border
+    pixel repeated (``edge``) or mirrored without repeating it (``reflect``), as torchvision's
+    ``RandomCrop(padding_mode=...)``."""
+    if mode not in PADDING_MODES:
+        raise ValueError(f"padding mode {mode!r} is not one of {sorted(PADDING_MODES)}")
+    if mode == "constant":
+        return F.pad(images, (padding, padding, padding, padding))
+    dtype = images.dtype  # reflect and replicate padding are defined for floating point on some devices
+    floating = images if dtype.is_floating_point else images.float()
+    return F.pad(floating, (padding, padding, padding, padding), mode=PADDING_MODES[mode]).to(dtype)
+
+
 def random_crop_flip(
-    images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    padding: int,
+    flip: bool,
+    generator: torch.Generator | None = None,
+    padding_mode: str = "constant",
 ) -> torch.Tensor:
-    """Per image: a crop of the images' size from the zero-padded image at a uniform random offset
-    in [0, 2·padding]² (torchvision's ``RandomCrop(size, padding)``), then a horizontal flip with
-    probability 1/2 (``RandomHorizontalFlip``). ``images``: (N, C, H, W), any dtype, on the
-    device of ``generator`` (the default generator of that device when None)."""
+    """Per image: a crop of the images' size from the padded image (``pad``) at a uniform random
+    offset in [0, 2·padding]² (torchvision's ``RandomCrop(size, padding, padding_mode=...)``),
+    then a horizontal flip with probability 1/2 (``RandomHorizontalFlip``). ``images``:
+    (N, C, H, W), any dtype, on the device of ``generator`` (the default generator of that device
+    when None)."""
     n, channels, h, w = images.shape
     device = images.device
     out = images
     if padding > 0:
-        padded = F.pad(images, (padding, padding, padding, padding))
+        padded = pad(images, padding, padding_mode)
         offsets = torch.randint(0, 2 * padding + 1, (2, n, 1), device=device, generator=generator)
         rows = (offsets[0] + torch.arange(h, device=device)).view(n, 1, h, 1)
         cols = (offsets[1] + torch.arange(w, device=device)).view(n, 1, 1, w)
@@ -86,6 +108,7 @@ class DeviceLoader:
         train: bool = False,
         padding: int = 0,
         flip: bool = False,
+        padding_mode: str = "constant",
         with_index: bool = False,
         rank: int = 0,
         world_size: int = 1,
@@ -104,6 +127,7 @@ class DeviceLoader:
         self.shuffle = train if shuffle is None else shuffle
         self.padding = padding
         self.flip = flip
+        self.padding_mode = padding_mode
         self.with_index = with_index
         self.images_only = images_only
         self.memory_format = memory_format
@@ -143,7 +167,7 @@ class DeviceLoader:
             index = order[start : start + self.batch_size]
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+                images = random_crop_flip(images, self.padding, self.flip, self.generator, self.padding_mode)
             images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             if self.images_only:
                 yield images
@@ -171,12 +195,13 @@ class TransferLoader:
         generator: torch.Generator | None = None,
         images_only: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
+        padding_mode: str = "constant",
     ) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.train, self.padding, self.flip = train, padding, flip
+        self.train, self.padding, self.flip, self.padding_mode = train, padding, flip, padding_mode
         self.generator = generator
         self.images_only = images_only
         self.memory_format = memory_format
@@ -200,6 +225,6 @@ class TransferLoader:
             images = images.to(self.device, non_blocking=True)
             rest = tuple(t.to(self.device, non_blocking=True) for t in rest)
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip, self.generator)
+                images = random_crop_flip(images, self.padding, self.flip, self.generator, self.padding_mode)
             images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             yield images if self.images_only else (images, *rest)

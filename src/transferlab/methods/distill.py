@@ -135,6 +135,15 @@ class DistillModule(SupervisedModule):
         teacher = tuple(dict.fromkeys(layer for m in readers for layer in m.reference_layers))
         return student, teacher
 
+    def run_epochs(self) -> int:
+        """The run's length in epochs (from its steps where it is set by ``max_steps``)."""
+        if self._trainer is None:
+            return 1
+        if self.trainer.max_epochs and self.trainer.max_epochs > 0:
+            return int(self.trainer.max_epochs)
+        per_epoch = max(int(self.trainer.num_training_batches), 1)
+        return max(int(self.trainer.estimated_stepping_batches) // per_epoch, 1)
+
     def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         images, labels, *rest = batch
         positions = rest[0] if rest else None
@@ -149,6 +158,7 @@ class DistillModule(SupervisedModule):
             student_maps=student_maps,
             indices=positions,
             epoch=self.current_epoch if self._trainer is not None else 0,
+            epochs=self.run_epochs(),
         )
         if self.teacher_input == "clean":
             kept = self.clean_outputs(positions, images.device)

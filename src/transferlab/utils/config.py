@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -156,19 +157,42 @@ def compose_config(overrides: list[str], output_dir: str | Path, config_name: st
     return cfg
 
 
-def apply_protocol(cfg: DictConfig) -> None:
+def apply_protocol(cfg: DictConfig, given: Iterable[str] = ()) -> None:
     """Merge ``protocol.method_settings[<class>]`` into ``cfg.method`` when ``method._target_`` is
-    that class: a paper's protocol (``conf/protocol/``) sets its authors' own methods the way their
-    code does and leaves the others as they are. Done once, before the config is checked, so the
-    run's recorded config and digest show what ran."""
+    that class, and into each ``cfg.method.losses.<name>`` whose ``_target_`` is: a paper's protocol
+    (``conf/protocol/``) sets its authors' own methods the way their code does and leaves the others
+    as they are, and an experiment sets a loss the way its authors tuned it for that pair of nets
+    (DKD's β). A key in ``given`` (the command line's, e.g. ``method.warmup``) keeps the value given
+    there. Done once, before the config is checked, so the run's recorded config and digest show
+    what ran."""
     settings = OmegaConf.select(cfg, "protocol.method_settings", default=None)
-    target = OmegaConf.select(cfg, "method._target_", default=None)
-    if not settings or not target:
+    if not settings:
         return
-    chosen = settings.get(str(target).rsplit(".", 1)[-1])
-    if chosen:
-        with open_dict(cfg):
-            cfg.method = OmegaConf.merge(cfg.method, chosen)
+    given = {key.lstrip("+~") for key in given}
+
+    def merge_into(prefix: str) -> None:
+        node = OmegaConf.select(cfg, prefix)
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        chosen = settings.get(str(target).rsplit(".", 1)[-1]) if target else None
+        if not chosen:
+            return
+        flat = flatten(OmegaConf.to_container(chosen, resolve=False), prefix)
+        for key, value in flat.items():
+            if key not in given:
+                OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+
+    with open_dict(cfg):
+        if cfg.get("method") is not None:
+            merge_into("method")
+        for name in list(OmegaConf.select(cfg, "method.losses", default=None) or {}):
+            merge_into(f"method.losses.{name}")
+
+
+def flatten(tree: Any, prefix: str) -> dict[str, Any]:
+    """{dotted key under ``prefix``: leaf} of a nested dict."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for name, sub in tree.items() for k, v in flatten(sub, f"{prefix}.{name}").items()}
 
 
 def instantiate_dict(group: DictConfig | None) -> list[Any]:

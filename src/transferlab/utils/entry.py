@@ -108,6 +108,16 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def command_line_keys() -> set[str]:
+    """The keys this Hydra job's command line sets (``method.lam`` of ``method.lam=0.1``); empty
+    outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+
+
 def run_label(task_name: str, output_dir: str | Path) -> str:
     """Which run this is, in a line: the task and its command-line overrides, e.g.
     ``finetune: method.lam=0.1, seed=1``, for the Hydra job's own run; the task name alone for a

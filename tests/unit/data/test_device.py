@@ -251,3 +251,44 @@ def test_training_with_the_data_on_the_device_learns(fast_cfg, extra):
     assert layouts.seen == {"channels_last=true" in extra}  # the batches arrive as the net wants them
     assert summary["final"]["val/acc"] > 0.45  # four classes: chance is 0.25
     assert Path(summary["best"]["ckpt_path"]).is_file()
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_padding_is_torchvisions_in_each_mode(mode, dtype):
+    from torchvision.transforms.v2 import functional as TF
+
+    from transferlab.data.device import pad
+
+    images = torch.randint(0, 255, (2, 3, 6, 6)).to(dtype)
+    want = TF.pad(images, [3], padding_mode=mode)
+    got = pad(images, 3, mode)
+    assert got.dtype == dtype and torch.equal(got, want)
+    if mode == "reflect":  # the crops near a border see mirrored pixels, not black
+        assert torch.equal(got[..., 3:9, 0], images[..., :, 3])
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "per-image"])
+def test_a_reflect_padded_crop_is_a_window_of_the_mirrored_image(batched):
+    from torchvision.transforms.v2 import functional as TF
+
+    torch.manual_seed(1)
+    image = torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8)
+    mirrored = TF.pad(image, [2], padding_mode="reflect")
+    windows = {mirrored[:, r : r + 8, c : c + 8].numpy().tobytes() for r in range(5) for c in range(5)}
+    if batched:
+        out = random_crop_flip(image.expand(64, -1, -1, -1), 2, False, padding_mode="reflect")
+        crops = [out[i] for i in range(64)]
+    else:
+        augment = RandomCropFlip(2, flip=False, padding_mode="reflect")
+        crops = [augment(image) for _ in range(64)]
+    assert all(crop.numpy().tobytes() in windows for crop in crops)
+    assert len({crop.numpy().tobytes() for crop in crops}) > 10  # many offsets, all of them windows
+
+
+def test_an_unknown_padding_mode_is_one_line():
+    from transferlab.data.synthetic import SyntheticDataModule
+    from transferlab.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.crop_padding_mode=.mirror."):
+        SyntheticDataModule(crop_padding_mode="mirror")

@@ -151,28 +151,86 @@ def test_the_authors_cdan_e_sends_a_reversed_gradient_through_the_entropy_weight
     assert torch.allclose(grad, -0.5 * want, atol=1e-6)  # reversed and scaled by c, as theirs
 
 
+def at_step(module, epoch: int, step: int, steps: int, per_epoch: int):
+    """``module`` as Lightning's trainer shows it at ``epoch`` and ``step`` of a run of ``steps``
+    steps, ``per_epoch`` an epoch (this instance alone: the method's class is untouched)."""
+
+    class Trainer:  # what the schedule reads of Lightning's trainer
+        estimated_stepping_batches = steps
+        num_training_batches = per_epoch
+
+    module._trainer = Trainer()
+    base = type(module).__mro__[1] if type(module).__name__ == "At" else type(module)
+    at = {"current_epoch": property(lambda self: epoch), "global_step": property(lambda self: step)}
+    module.__class__ = type("At", (base,), at)
+    return module
+
+
 def test_the_alignment_joins_after_start_epoch_and_the_warm_up_counts_from_there(fast_cfg):
     from conftest import PAIR, build_module
 
-    module, _ = build_module(
-        fast_cfg(*PAIR, "method=dann", "method.start_epoch=1", "method.warmup_steps=10000")
-    )
-
-    class Trainer:  # what the schedule reads of Lightning's trainer
-        estimated_stepping_batches = 1000
-        num_training_batches = 100
-
-    module._trainer = Trainer()
-    base = type(module)
-    for epoch, step, weight, progress in [(0, 50, 0.0, 0.0), (1, 100, 1.0, 0.0), (5, 600, 1.0, 0.05)]:
-        # this instance alone at that epoch and step (a subclass: the method's class is untouched)
-        at = {
-            "current_epoch": property(lambda self, e=epoch: e),
-            "global_step": property(lambda self, s=step: s),
-        }
-        module.__class__ = type("At", (base,), at)
+    module, _ = build_module(fast_cfg(*PAIR, "method=dann", "method.start_epoch=1", "method.warmup=0.5"))
+    # 1,000 steps of 100 an epoch; the alignment from step 100; p over half the remaining 900
+    for epoch, step, weight, progress in [
+        (0, 50, 0.0, 0.0),
+        (1, 100, 1.0, 0.0),
+        (3, 325, 1.0, 0.5),
+        (6, 600, 1.0, 1.0),
+    ]:
+        at_step(module, epoch, step, 1000, 100)
         assert module.alignment_weight() == weight and module.progress() == pytest.approx(progress)
-    assert module.reversal_coefficient() == pytest.approx(2 / (1 + math.exp(-10 * 0.05)) - 1)
+    at_step(module, 2, 280, 1000, 100)
+    assert module.reversal_coefficient() == pytest.approx(2 / (1 + math.exp(-10 * 180 / 450)) - 1)
+
+
+def authors_cdan_coefficient(iteration: int) -> float:
+    """thuml/CDAN's ``calc_coeff(iter_num)`` (high 1, low 0, alpha 10, max_iter 10,000), called in
+    ``train_uspsmnist.py`` with ``num_iter·(epoch − start_epoch) + batch_idx``: the global step."""
+    return 2.0 / (1.0 + math.exp(-10.0 * iteration / 10000.0)) - 1.0
+
+
+def test_the_cdan_protocol_s_warm_up_is_the_authors_on_their_run_and_keeps_its_shape_on_a_subset(fast_cfg):
+    from conftest import PAIR, build_module
+    from transferlab.utils.config import apply_protocol
+
+    cfg = fast_cfg(*PAIR, "+protocol=cdan_digits", "method=cdan")
+    apply_protocol(cfg)  # as train does: the authors' settings for their own methods
+    module, _ = build_module(cfg)
+    assert (module.warmup, module.warmup_from) == (pytest.approx(10000 / 9370, abs=1e-4), "run")
+    # their run: full MNIST in batches of 64 is 937 iterations an epoch, 10 epochs, aligned from the 2nd
+    for epoch, batch in [(1, 0), (1, 500), (5, 3), (9, 936)]:
+        at_step(module, epoch, 937 * epoch + batch, 9370, 937)
+        want = authors_cdan_coefficient(937 * epoch + batch)
+        assert module.reversal_coefficient() == pytest.approx(want, abs=1e-4)
+    assert authors_cdan_coefficient(937) == pytest.approx(0.437, abs=1e-3)  # already when it joins
+    # the offline subsets: 71 steps an epoch; the same fraction of the run, the same coefficient
+    at_step(module, 9, 709, 710, 71)
+    assert module.reversal_coefficient() == pytest.approx(authors_cdan_coefficient(9369), abs=2e-3)
+    assert module.reversal_coefficient() > 0.99  # not 0.31, where 10,000 iterations were counted
+
+
+def test_mdd_s_warm_up_is_the_authors_on_their_digits_run(fast_cfg):
+    """The authors' (thuml/MDD, TLlib) c_i = 0.1·(2/(1 + exp(−i/1000)) − 1) from the first
+    iteration, on TLlib's digits runs of 20 epochs × 2,500 iterations."""
+    from conftest import PAIR, build_module
+
+    module, _ = build_module(fast_cfg(*PAIR, "method=mdd"))
+    for i in (0, 700, 2500, 6000, 49_999):
+        at_step(module, i // 2500, i, 50_000, 2500)
+        want = 0.1 * (2.0 / (1.0 + math.exp(-i / 1000.0)) - 1.0)
+        assert module.reversal_coefficient() == pytest.approx(want, abs=1e-5)
+
+
+def test_a_warm_up_that_is_not_a_positive_fraction_of_the_run_is_one_line(fast_cfg):
+    from conftest import PAIR, build_module
+    from transferlab.utils.errors import ConfigError
+
+    for override, key in [
+        ("method.warmup=0", "method.warmup=0"),
+        ("method.warmup_from=epoch", "warmup_from"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            build_module(fast_cfg(*PAIR, "method=dann", override))
 
 
 def test_mcc_s_gradient_treats_the_sample_weights_as_constants():

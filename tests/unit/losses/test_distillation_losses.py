@@ -134,18 +134,23 @@ def test_dkd_splits_kd_as_its_paper_states():
         assert kd.item() == pytest.approx(torch.stack(per_image).mean().item(), rel=1e-4)
 
 
-def test_dkd_warms_up_over_its_first_epochs():
+def test_dkd_warms_up_over_its_fraction_of_the_run():
+    """mdistiller's 20 of 240 epochs on its run, and the same fraction of a 24-epoch one."""
     g = torch.Generator().manual_seed(0)
     s, t, y = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), torch.tensor([0, 1, 2, 3])
     tckd, nckd = decoupled_kd(s, t, y, 4.0)
-    member = DecoupledKD(alpha=1.0, beta=8.0, warmup_epochs=20)
-    at = {
-        e: member(DistillationInputs(y, student_logits=s, teacher_logits=t, epoch=e)).item()
-        for e in (0, 9, 19, 50)
-    }
+    member = DecoupledKD(alpha=1.0, beta=8.0, warmup=1 / 12)
     full = (tckd + 8 * nckd).item()
-    assert at[0] == pytest.approx(full / 20) and at[9] == pytest.approx(full / 2)
-    assert at[19] == pytest.approx(full) and at[50] == pytest.approx(full)
+
+    def at(epoch: int, epochs: int) -> float:
+        inputs = DistillationInputs(y, student_logits=s, teacher_logits=t, epoch=epoch, epochs=epochs)
+        return member(inputs).item()
+
+    assert at(0, 240) == pytest.approx(full / 20) and at(9, 240) == pytest.approx(full / 2)
+    assert at(19, 240) == pytest.approx(full) and at(50, 240) == pytest.approx(full)
+    assert at(0, 24) == pytest.approx(full / 2) and at(1, 24) == pytest.approx(full)
+    with pytest.raises(ValueError, match="warmup"):
+        DecoupledKD(warmup=20)  # an epoch count where a fraction belongs
 
 
 def test_crd_nce_against_its_formula():

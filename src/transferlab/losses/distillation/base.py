@@ -24,7 +24,8 @@ class DistillationInputs:
     """What a distillation loss may read, for one training batch of N images: the student's and
     the teacher's logits (N, K), features (N, D_s) and (N, D_t), feature maps at the member's
     ``layers`` / ``reference_layers``, the labels (N,) and the images' positions in the training
-    split (N,), and the epoch (0-based; for a warm-up). The teacher's values carry no gradient."""
+    split (N,), the epoch (0-based) and the run's length in epochs (for a warm-up). The teacher's
+    values carry no gradient."""
 
     labels: torch.Tensor
     student_logits: torch.Tensor | None = None
@@ -35,6 +36,7 @@ class DistillationInputs:
     teacher_maps: dict[str, torch.Tensor] = field(default_factory=dict)
     indices: torch.Tensor | None = None
     epoch: int = 0
+    epochs: int = 1
 
 
 class DistillationLoss(SlotMember):

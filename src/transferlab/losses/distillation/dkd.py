@@ -33,11 +33,14 @@ def decoupled_kd(
 
 
 class DecoupledKD(DistillationLoss):
-    """L_DKD = w(e)·(α·TCKD + β·NCKD) (``decoupled_kd``), w(e) = min((e + 1) / warm-up, 1) over the
-    0-based epoch e: KD split into the target class's part and the non-target classes' part,
-    the latter given its own, larger weight. Reads the logits and the labels; returns a 0-d
-    tensor. mdistiller's CIFAR-100 settings: α = 1, β = 8, T = 4, a 20-epoch warm-up, CE weight 1
-    (its epochs count from 1, so its first epoch's weight is 1/20, as here)."""
+    """L_DKD = w(e)·(α·TCKD + β·NCKD) (``decoupled_kd``), w(e) = min((e + 1) / (f·E), 1) over the
+    0-based epoch e of a run of E epochs, f the warm-up's fraction of the run: KD split into the
+    target class's part and the non-target classes' part, the latter given its own, larger weight.
+    Reads the logits and the labels; returns a 0-d tensor. mdistiller's CIFAR-100 settings: α = 1,
+    T = 4, a warm-up of 20 of 240 epochs (f = 1/12; its epochs count from 1, so its first epoch's
+    weight is 1/20, as here), CE weight 1, and β per teacher–student pair: 2 for ResNet-56 →
+    ResNet-20 and ResNet-110 → ResNet-32, 6 for the WRN and VGG pairs, 8 (its default) for
+    ResNet-32x4 → ResNet-8x4 and the pairs across families."""
 
     needs = frozenset({LOGITS})
 
@@ -46,19 +49,21 @@ class DecoupledKD(DistillationLoss):
         alpha: float = 1.0,
         beta: float = 8.0,
         temperature: float = 4.0,
-        warmup_epochs: int = 20,
+        warmup: float = 1 / 12,
         lam: float = 1.0,
     ) -> None:
         super().__init__(lam)
         if temperature <= 0:
             raise ValueError(f"temperature={temperature} must be > 0 (DKD's is 4)")
-        if warmup_epochs < 1:
-            raise ValueError(f"warmup_epochs={warmup_epochs} must be >= 1")
-        self.alpha, self.beta, self.temperature, self.warmup_epochs = alpha, beta, temperature, warmup_epochs
+        if not 0 < warmup <= 1:
+            raise ValueError(
+                f"warmup={warmup} must be in (0, 1]: a fraction of the run (mdistiller's 20 of 240 epochs)"
+            )
+        self.alpha, self.beta, self.temperature, self.warmup = alpha, beta, temperature, warmup
 
     def forward(self, inputs: DistillationInputs) -> torch.Tensor:
         tckd, nckd = decoupled_kd(
             inputs.student_logits, inputs.teacher_logits, inputs.labels, self.temperature
         )
-        warmup = min((inputs.epoch + 1) / self.warmup_epochs, 1.0)
-        return warmup * (self.alpha * tckd + self.beta * nckd)
+        weight = min((inputs.epoch + 1) / (self.warmup * max(inputs.epochs, 1)), 1.0)
+        return weight * (self.alpha * tckd + self.beta * nckd)

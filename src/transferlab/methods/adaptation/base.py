@@ -199,9 +199,12 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
     Args:
         gamma, schedule: c(p) = 2/(1 + exp(−γp)) − 1 over training progress p (``ganin``), γ ≥ 0,
             or c = 1 from the first step (``fixed``).
-        warmup_steps: p = (steps since the alignment started) / ``warmup_steps``, capped at 1 (the
-            authors' CDAN code counts 10,000 iterations whatever the data's size); None: the
-            steps the run has left once the alignment starts.
+        warmup: the warm-up's length as a fraction of the run, so a protocol keeps its shape on a
+            subset of its data: p = (steps since the origin) / (``warmup`` × the run's steps from
+            the origin), capped at 1. 1.0 (Ganin et al.): c reaches ≈ 1 at the end of the run.
+        warmup_from: the origin of p: ``alignment`` (the step the alignment starts, ``start_epoch``)
+            or ``run`` (the run's first step, as the authors' CDAN and MDD code count: their
+            coefficient is already above 0 when the alignment joins after an epoch).
     """
 
     domain_adversarial: nn.Module
@@ -213,7 +216,8 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
         *args: Any,
         gamma: float = 10.0,
         schedule: str = "ganin",
-        warmup_steps: int | None = None,
+        warmup: float = 1.0,
+        warmup_from: str = "alignment",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -224,19 +228,26 @@ class AdversarialAdaptationModule(DomainAdaptationModule):
                 f"method.gamma={gamma} must be >= 0: a negative γ makes c(p) negative, so the features "
                 f"would help the discriminator instead of fooling it (Ganin's γ is 10)"
             )
-        if warmup_steps is not None and warmup_steps < 1:
-            raise ConfigError(f"method.warmup_steps={warmup_steps} must be >= 1 (or null: the whole run)")
-        self.gamma, self.schedule, self.warmup_steps = gamma, schedule, warmup_steps
+        if not warmup > 0:
+            raise ConfigError(
+                f"method.warmup={warmup} must be > 0: the warm-up's length as a fraction of the run "
+                f"(1.0: c reaches ≈ 1 at the run's end; method.schedule=fixed for c = 1 throughout)"
+            )
+        if warmup_from not in ("alignment", "run"):
+            raise ConfigError(f"method.warmup_from={warmup_from} must be 'alignment' or 'run'")
+        self.gamma, self.schedule = gamma, schedule
+        self.warmup, self.warmup_from = warmup, warmup_from
 
     def progress(self) -> float:
         """p in [0, 1], from the global step (right after a resume and on every DDP rank), counted
-        from the step the alignment starts (``start_epoch``) over ``warmup_steps``."""
+        from ``warmup_from`` over ``warmup`` × the run's steps from there."""
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         before = (
             min(self.start_epoch * int(self.trainer.num_training_batches), total) if self.start_epoch else 0
         )
-        span = self.warmup_steps or max(total - before, 1)
-        return min(max(self.global_step - before, 0) / span, 1.0)
+        origin = before if self.warmup_from == "alignment" else 0
+        span = max(self.warmup * (total - origin), 1.0)
+        return min(max(self.global_step - origin, 0) / span, 1.0)
 
     def reversal_coefficient(self) -> float:
         """c, the gradient-reversal coefficient at this step."""
