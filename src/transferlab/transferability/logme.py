@@ -16,8 +16,11 @@ def logme(
 
         L = D/2·log α + N/2·log β − ½·Σ_i log(α + β·σ_i²) − β/2·‖y − F·m‖² − α/2·‖m‖² − N/2·log 2π,
 
-    σ_i the singular values of F (N, D), m the posterior mean, α and β found by the fixed-point
-    iteration of the authors' ``_fit_fixed_point`` (thuml/LogME): with x = Uᵀy and t = α/β,
+    σ_i, i = 1..D, the singular values of F (N, D) — D of them: when N < D the D − rank(F) beyond
+    the rank are 0 and each adds log α to the sum (thuml/LogME's ``_fit_fixed_point`` sums only the
+    min(N, D) it computes, which adds (D − N)/2·log α to the evidence of a wide candidate; fixed
+    upstream in its PR #24, and TLlib's version has it right), m the posterior mean, α and β found
+    by the fixed-point iteration of the authors' ``_fit_fixed_point`` (thuml/LogME): with x = Uᵀy and t = α/β,
     γ = Σ σ²/(σ² + t), ‖m‖² = Σ σ²x²/(t + σ²)², ‖y − Fm‖² = Σ x²/(1 + σ²/t)² + (‖y‖² − ‖x‖²),
     α = γ/(‖m‖² + 1e-5), β = (N − γ)/(‖y − Fm‖² + 1e-5), until t moves by at most ``tolerance``
     relatively (at most ``max_iterations`` steps). Higher is better.
@@ -48,7 +51,7 @@ def logme(
         evidence = (
             d / 2.0 * np.log(alpha)
             + n / 2.0 * np.log(beta)
-            - 0.5 * np.sum(np.log(alpha + beta * sigma))
+            - 0.5 * (np.sum(np.log(alpha + beta * sigma)) + (d - sigma.size) * np.log(alpha))
             - beta / 2.0 * res2
             - alpha / 2.0 * m2
             - n / 2.0 * np.log(2 * np.pi)
