@@ -25,6 +25,7 @@ from transferlab.methods.base import ClassificationModule
 from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
+    apply_net_data,
     apply_protocol,
     flat_config,
     instantiate_callbacks,
@@ -104,6 +105,7 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, dict[str, Any] | None]:
     """Check the config, claim its run directory (the one of the unfinished run a ``ckpt_path``
     continues); return (directory, the metrics of a finished run there or None)."""
     apply_protocol(cfg, command_line_keys())  # a paper's settings for its own methods, before the check
+    apply_net_data(cfg, command_line_keys())  # a pretrained timm net's normalisation (and input size)
     validate_config(cfg)  # typos and wrong types fail here, before any data is read
     if str(cfg.get("optimized_metric") or "").startswith("test/"):
         raise ConfigError(

@@ -187,4 +187,5 @@ class FinetuneModule(SupervisedModule):
             block = name.split(".")[0]
             delta = (param.detach() - source[name]).pow(2).sum()
             drift[block] = drift.get(block, torch.zeros((), device=self.device)) + delta
-        self.log_dict({f"drift/block{k}": v.sqrt() for k, v in drift.items()})
+        # numbered blocks (a Sequential) as block<i>; named ones (torchvision's, timm's) by name
+        self.log_dict({f"drift/{'block' * k.isdigit()}{k}": v.sqrt() for k, v in drift.items()})

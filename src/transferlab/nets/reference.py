@@ -156,9 +156,11 @@ def check_layers(module: nn.Module, layers: Sequence[str], key: str) -> None:
             module.get_submodule(layer)
         except AttributeError:
             names = [name for name, _ in module.named_children()]
+            stages = [info["module"] for info in getattr(module, "feature_info", [])]  # a timm model's
             raise ConfigError(
-                f"{key}: the backbone has no layer {layer!r}; its top-level layers are {names} "
-                f"('' is its output, the features)"
+                f"{key}: the backbone has no layer {layer!r}; its top-level layers are {names}"
+                + (f", its stages {stages}" if stages else "")
+                + " ('' is its output, the features)"
             ) from None
 
 

@@ -1,0 +1,129 @@
+"""Any timm model (``timm.list_models()``) as a ``Classifier``: ``features()`` is the model's pooled
+features (timm's ``num_classes=0``), ``head`` a fresh linear layer for the data's classes.
+
+Weights come from a local file — a ``.safetensors`` file or a state dict (``.pth``/``.pt``), as
+timm or the hub saves them, with or without the model's own classifier — or from the Hugging Face
+hub (``weights=hub``: the pretrained weights of ``arch``, which may carry a tag,
+``resnet50.a1_in1k``), downloaded once into the hub's cache. A net built with weights is
+*pretrained*: fine-tuning treats its weights as the source θ_s (L2-SP, DELTA) with no source run.
+
+The model's own data settings travel with it: ``data_settings(arch)`` is the normalisation and
+input size its pretrained weights expect, which ``utils.config.apply_net_data`` writes into the
+data config (``net.data_config``); ``stage_layers`` are its stages' module names
+(``feature_info``), the names the regularizers and distillation losses that read feature maps take
+in ``layers``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferlab.nets.base import Classifier
+from transferlab.utils.errors import CheckpointError, ConfigError
+from transferlab.utils.state_dict import mismatches
+
+HUB = "hub"
+
+
+DATA_CONFIG = ("normalization", "all", "none")
+
+
+def timm_net(
+    num_classes: int,
+    arch: str = "resnet18",
+    weights: str | None = None,
+    data_config: str = "normalization",
+) -> Classifier:
+    """``arch``: a timm model name (``timm.list_models()``, with an optional pretrained tag);
+    ``weights``: None (random), ``hub`` (timm's pretrained weights from the Hugging Face hub) or
+    the path of a weights file of that architecture; ``data_config``: what of the weights' data
+    settings the config carries into ``data`` (read there, ``utils.config.apply_net_data``)."""
+    import timm
+
+    check_arch(arch)
+    if data_config not in DATA_CONFIG:
+        raise ConfigError(f"net.data_config={data_config}; use one of {', '.join(DATA_CONFIG)}")
+    from_hub = weights == HUB
+    try:
+        model = timm.create_model(arch, pretrained=from_hub, num_classes=0)
+    except (OSError, RuntimeError, ValueError) as err:  # no network, no such tag on the hub
+        if not from_hub:
+            raise
+        raise CheckpointError(
+            f"net.weights=hub: fetching {arch}'s pretrained weights from the Hugging Face hub failed "
+            f"({type(err).__name__}); where there is no internet access, save them elsewhere "
+            f"(timm.create_model('{arch}', pretrained=True).state_dict()) and pass the file, "
+            f"net.weights=/path/to/{arch.split('.')[0]}.safetensors"
+        ) from None
+    if weights is not None and not from_hub:
+        load_weights_file(model, Path(weights), arch)
+    net = Classifier(model, feature_dim=int(model.num_features), num_classes=num_classes)
+    net.pretrained = weights is not None
+    net.stage_layers = [info["module"] for info in getattr(model, "feature_info", [])]
+    return net
+
+
+def check_arch(arch: str) -> None:
+    """Refuse a name timm does not know, with the closest it does."""
+    import timm
+
+    if timm.is_model(arch):
+        return
+    stem = arch.split(".")[0].rstrip("0123456789_")[:6] or arch[:3]
+    near = timm.list_models(f"*{stem}*")[:8] or timm.list_models()[:8]
+    raise ConfigError(f"net.arch={arch} is not a timm model; e.g. {', '.join(near)} (timm.list_models())")
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a torch file (a bare state dict, or one under
+    ``state_dict``/``model``, as training scripts save them), tensors only."""
+    if not path.is_file():
+        raise CheckpointError(f"net.weights={path}: no such file; pass a weights file or net.weights=hub")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"net.weights={path} cannot be read as weights ({err})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"net.weights={path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_weights_file(model: nn.Module, path: Path, arch: str) -> None:
+    """Load a file saved from ``arch``; its classifier (timm's ``pretrained_cfg['classifier']``,
+    which ``num_classes=0`` removed) is dropped, anything else that does not fit is refused,
+    listed."""
+    state = read_weights(path)
+    classifier = model.pretrained_cfg.get("classifier")
+    heads = classifier if isinstance(classifier, (list, tuple)) else [classifier] if classifier else []
+    state = {k: v for k, v in state.items() if not any(k.startswith(f"{h}.") for h in heads)}
+    problems = mismatches(state, model.state_dict())
+    if problems:
+        raise CheckpointError(
+            f"net.weights={path} does not fit timm's {arch} ({problems}); pass weights saved from "
+            f"{arch} (timm.create_model('{arch}').state_dict())"
+        )
+    model.load_state_dict(state)
+
+
+def data_settings(arch: str) -> dict[str, Any]:
+    """The normalisation and input side the pretrained weights of ``arch`` expect:
+    ``{"mean": [...], "std": [...], "image_size": int}`` (timm's pretrained config)."""
+    import timm
+
+    check_arch(arch)
+    cfg = timm.get_pretrained_cfg(arch)
+    if cfg is None:  # an architecture without pretrained weights: timm's defaults
+        return {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 224}
+    cfg = cfg.to_dict()
+    return {"mean": list(cfg["mean"]), "std": list(cfg["std"]), "image_size": int(cfg["input_size"][-1])}
