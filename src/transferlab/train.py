@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data.base import ClassificationDataModule, per_device_batch_size
 from transferlab.methods.base import ClassificationModule
+from transferlab.nets.timm_net import apply_net_data
 from transferlab.pipeline import has_pretraining_stage, prepare_pretraining
 from transferlab.utils.checkpoint import write_manifest
 from transferlab.utils.config import (
-    apply_net_data,
     apply_protocol,
     flat_config,
     instantiate_callbacks,

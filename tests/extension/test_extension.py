@@ -1,9 +1,10 @@
-"""A newcomer's extension, a member of each of the six families written outside the package
+"""A newcomer's extension, a member of each of the seven families written outside the package
 (``project/my_transfer.py`` and one YAML each under ``project/conf``), found with
 ``hydra.searchpath`` and run through the command line: an adaptation method, a fine-tuning
 regularizer with a setup hook, a distillation loss that reads feature maps, a test-time
-adaptation, a validator and a transferability score. The last three join their family's lists
-(every validator scored, every score ranked) with nothing named anywhere. If this needed a change
+adaptation, a validator, a transferability score and a parameter-efficient fine-tuning member.
+The validator, the score and the test-time adaptation join their family's lists (every validator
+scored, every score ranked) with nothing named anywhere. If this needed a change
 to the package, the family rule would not hold."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import FAST, PAIR
 
@@ -55,6 +57,7 @@ def test_the_extension_lives_outside_the_package():
     assert configs == [
         "conf/method/distill_loss/spatial_energy.yaml",
         "conf/method/mean_matching.yaml",
+        "conf/method/peft/last_stage.yaml",
         "conf/method/regularizer/feature_anchor.yaml",
         "conf/method/validator/margin.yaml",
         "conf/score/fisher.yaml",
@@ -180,3 +183,22 @@ def test_a_feature_map_loss_on_a_layer_the_student_lacks_is_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: method.losses.energy.layers (the student): the backbone has no layer '5'")
     assert "Traceback" not in result.stderr
+
+
+def test_a_parameter_efficient_member_from_outside_trains_its_part_and_its_checkpoint_evaluates(tmp_path):
+    metrics = train_outside(
+        tmp_path,
+        *FAST,
+        "method=finetune",
+        "pretrain=synthetic",
+        "pretrain.data.image_size=16",
+        "method/peft=last_stage",
+    )
+    assert 0.1 < metrics["reports"]["trained_fraction"] < 0.9  # the last stage and the head
+    kept = torch.load(metrics["best"]["ckpt_path"], weights_only=True)["state_dict"]
+    assert any(k.startswith("net.backbone.5.") for k in kept) and not any(
+        k.startswith("net.backbone.3.0.conv") for k in kept
+    )
+    evaluated = run_outside("eval", tmp_path / "eval", f"ckpt_path={metrics['best']['ckpt_path']}")
+    final = json.loads((evaluated / "metrics.json").read_text())["final"]
+    assert final["test/acc"] == pytest.approx(metrics["final"]["test/acc"], abs=1e-6)

@@ -1,6 +1,6 @@
 """The package's import graph: every module imports only from its own layer or the ones below it
-(``utils`` < ``losses`` < ``nets``, ``data`` < ``methods`` < the entry points), and the packages
-import one another without cycles."""
+(``utils`` < ``losses`` < ``nets``, ``data`` < ``callbacks``, ``peft`` < ``methods`` < the entry
+points), and the packages import one another without cycles."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ LAYER = {
     **dict.fromkeys(("losses", "validators", "transferability", "tta", "report"), 1),
     **dict.fromkeys(("nets", "data"), 2),
     "callbacks": 3,  # engineering a method is handed: below the methods
+    "peft": 3,  # which parameters of a net train: above the nets, below the methods
     "methods": 4,
 }
 ENTRY = 5  # train, eval, demo, summarize, pipeline

@@ -20,7 +20,10 @@ from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SOURCE_WEIGHTS
 from transferlab.methods.param_groups import decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, capture, check_layers, load_source
+from transferlab.peft.base import PEFT_KEY, ParameterEfficient, trained_fraction, trained_state
+from transferlab.peft.none import FullFineTuning
 from transferlab.transferability.base import load_scores
+from transferlab.utils.checkpoint import HandedCheckpoint
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 
@@ -44,6 +47,10 @@ class FinetuneModule(SupervisedModule):
         transferability: the scores (members of ``conf/score/`` by name; ``all``: every one) of
             the starting net on the target's training images, computed once before training by
             a ``TransferabilityProbe`` the module hands the trainer. Empty: none.
+        peft: which parameters train (``transferlab.peft``: full fine-tuning, BitFit, LoRA,
+            bottleneck adapters), applied to the net once the source is in; the parameters it
+            trains are counted in ``reports``, and with a member that trains a part its
+            checkpoints keep only that part and a pointer to the source.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class FinetuneModule(SupervisedModule):
         backbone_lr_mult: float = 1.0,
         freeze_backbone: bool = False,
         transferability: Sequence[str] | str = (),
+        peft: ParameterEfficient | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +95,45 @@ class FinetuneModule(SupervisedModule):
         self.source_net = FrozenNet(copy.deepcopy(self.net.backbone)) if has_source else None
         if freeze_backbone:
             self.net.backbone.requires_grad_(False)
+        self.peft = peft or FullFineTuning()
+        self.apply_peft(source, lam, regularizer)
+
+    def apply_peft(self, source: HandedCheckpoint | None, lam: float, regularizer: Regularizer) -> None:
+        """Apply the member to the net, once the source is in; count what trains."""
+        peft = self.peft
+        if peft.full:
+            return
+        name = type(peft).__name__
+        if self.freeze_backbone:
+            raise ConfigError(
+                f"method.freeze_backbone=true is a linear probe; with method/peft ({name}) the "
+                f"backbone trains in part: set one of them"
+            )
+        if peft.adds_parameters and lam > 0 and SOURCE_WEIGHTS in regularizer.needs:
+            raise ConfigError(
+                f"method/peft ({name}) trains new parameters that have no source value, so "
+                f"{type(regularizer).__name__} (method.lam={lam}) has nothing to pull toward the source: "
+                f"set method.lam=0 or method/regularizer=none (a penalty on features, bss or delta, applies)"
+            )
+        peft.apply(self.net)
+        trained, total = trained_fraction(self.net)
+        self.reports["trained_parameters"] = trained
+        self.reports["trained_fraction"] = trained / total
+        self.peft_base = {
+            "source_ckpt": str(source.path) if source is not None else None,
+            "source_sha256": source.sha256 if source is not None else None,
+        }
+        self.strict_loading = False  # its checkpoints hold the trained part; the rest is the source's
+        log.info("%s trains %d of %d parameters (%.2f%%)", name, trained, total, 100 * trained / total)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.peft.full:
+            return
+        state = checkpoint["state_dict"]
+        kept = trained_state(self.net, "net.", state)
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("net.") or k in kept}
+        checkpoint[PEFT_KEY] = {"member": self.peft.config(), **self.peft_base}
 
     @property
     def source_weights(self) -> dict[str, torch.Tensor]:
@@ -115,8 +162,8 @@ class FinetuneModule(SupervisedModule):
         maps_layers = self.regularizer.layers if FEATURE_MAPS in reads and self.source_net is not None else ()
         with capture(self.net.backbone, maps_layers) as maps:
             features = self.net.features(images)
-        inputs = RegularizerInputs(
-            backbone=list(self.net.backbone.named_parameters()),
+        inputs = RegularizerInputs(  # the backbone's parameters that train (all of them unless peft)
+            backbone=[(n, p) for n, p in self.net.backbone.named_parameters() if p.requires_grad],
             head=list(self.net.head.named_parameters()),
             source_weights=self.source_weights if SOURCE_WEIGHTS in reads else {},
             features=features if FEATURES in reads else None,
@@ -139,7 +186,10 @@ class FinetuneModule(SupervisedModule):
         # with λ = 0, a parameter penalty is still worth logging: how far plain fine-tuning moves
         # in R's units (nothing else is computed for it)
         logged_only = (
-            self.lam == 0 and needs <= {SOURCE_WEIGHTS} and (self.source_net is not None or not needs)
+            self.lam == 0
+            and needs <= {SOURCE_WEIGHTS}
+            and (self.source_net is not None or not needs)
+            and not self.peft.adds_parameters  # new parameters have no source value to measure from
         )
         inputs, logits = self.regularizer_inputs(
             images, needs if self.lam > 0 or logged_only else frozenset()
@@ -168,7 +218,9 @@ class FinetuneModule(SupervisedModule):
             self.net.head.named_parameters(),
             weight_decay=not (regularised and self.regularizer.regularises_head),
         )
-        return backbone + head
+        # what a peft member adds beside the backbone (adapters), at the backbone's rate
+        beside = [(n, p) for n, p in self.net.named_parameters() if not n.startswith(("backbone.", "head."))]
+        return backbone + head + decay_groups("peft", beside, lr_scale=self.backbone_lr_mult)
 
     def on_train_epoch_start(self) -> None:
         # a frozen backbone keeps its BatchNorm statistics too; Lightning restores the modes it
@@ -184,6 +236,8 @@ class FinetuneModule(SupervisedModule):
         # ‖w − w_s‖ per top-level block of the backbone: where fine-tuning moves the net
         drift: dict[str, torch.Tensor] = {}
         for name, param in self.net.backbone.named_parameters():
+            if name not in source:  # a parameter peft renamed or added: frozen, or no source value
+                continue
             block = name.split(".")[0]
             delta = (param.detach() - source[name]).pow(2).sum()
             drift[block] = drift.get(block, torch.zeros((), device=self.device)) + delta

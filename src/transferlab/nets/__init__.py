@@ -6,6 +6,7 @@ from transferlab.nets.cnn import cnn
 from transferlab.nets.lenet import lenet
 from transferlab.nets.mlp import mlp
 from transferlab.nets.resnet import resnet8, resnet8x4, resnet18, resnet20, resnet32x4
+from transferlab.nets.timm_net import timm_net
 from transferlab.nets.torchvision_net import torchvision_net
 from transferlab.nets.wrn import wrn_16_2, wrn_40_2
 
@@ -21,6 +22,7 @@ __all__ = [
     "resnet18",
     "resnet20",
     "resnet32x4",
+    "timm_net",
     "torchvision_net",
     "wrn_16_2",
     "wrn_40_2",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -33,12 +34,59 @@ from transferlab.utils.state_dict import mismatches
 
 
 def build_net(checkpoint: HandedCheckpoint) -> Classifier:
-    """The checkpoint's net, rebuilt from its contract's net config, with its weights."""
+    """The checkpoint's net, rebuilt from its contract's net config, with its weights; a
+    checkpoint that keeps only the part a parameter-efficient run trained (``partial``) is
+    rebuilt on its source (``rebuild_partial``)."""
+    if checkpoint.partial:
+        return rebuild_partial(checkpoint)
     net_config = dict(checkpoint.contract.net)
     if "weights" in net_config:  # pretrained weights are in the checkpoint: never fetch them again
         net_config["weights"] = None
     net = hydra.utils.instantiate(OmegaConf.create(net_config), num_classes=checkpoint.contract.num_classes)
     net.load_state_dict(checkpoint.weights("net."))
+    return net
+
+
+def rebuild_partial(checkpoint: HandedCheckpoint) -> Classifier:
+    """The net of a run that trained a part (``transferlab.peft``): its base — the source
+    checkpoint it started from (which must still hold what it held then: its sha256), or the
+    pretrained net's own weights (``net.weights``, which must still be there) — then the member
+    applied again, then the trained part loaded (and nothing else may differ)."""
+    record = checkpoint.partial or {}
+    where = f"{checkpoint.what}={checkpoint.path}"
+    net_config = dict(checkpoint.contract.net)
+    source_ckpt = record.get("source_ckpt")
+    weights = net_config.get("weights")
+    if source_ckpt is not None and "weights" in net_config:  # the source holds the backbone
+        net_config["weights"] = None
+    elif weights and weights != "hub" and not Path(str(weights)).is_file() and "/" in str(weights):
+        raise CheckpointError(
+            f"{where} keeps only the part its run trained; the rest is the pretrained "
+            f"net.weights={net_config['weights']}, which is gone: restore that file"
+        )
+    net = hydra.utils.instantiate(OmegaConf.create(net_config), num_classes=checkpoint.contract.num_classes)
+    if source_ckpt is not None:
+        if not Path(source_ckpt).is_file():
+            raise CheckpointError(
+                f"{where} keeps only the part its run trained; the rest is its source {source_ckpt}, "
+                f"which is gone: restore it (or retrain without method/peft)"
+            )
+        source = open_checkpoint(source_ckpt, "its source")
+        if source.sha256 != record.get("source_sha256"):
+            raise CheckpointError(
+                f"{where} keeps only the part its run trained on top of {source_ckpt}, and that "
+                f"file changed since (sha256): the part no longer fits it"
+            )
+        load_backbone(net, source, checkpoint.contract.net)
+    hydra.utils.instantiate(OmegaConf.create(record["member"])).apply(net)
+    part = checkpoint.weights("net.")
+    expected = net.state_dict()
+    unexpected = [k for k in part if k not in expected or part[k].shape != expected[k].shape]
+    if unexpected:
+        raise CheckpointError(
+            f"{where}: its trained part does not fit the rebuilt net ({', '.join(unexpected[:4])})"
+        )
+    net.load_state_dict(part, strict=False)
     return net
 
 

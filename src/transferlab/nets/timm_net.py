@@ -8,7 +8,7 @@ hub (``weights=hub``: the pretrained weights of ``arch``, which may carry a tag,
 *pretrained*: fine-tuning treats its weights as the source θ_s (L2-SP, DELTA) with no source run.
 
 The model's own data settings travel with it: ``data_settings(arch)`` is the normalisation and
-input size its pretrained weights expect, which ``utils.config.apply_net_data`` writes into the
+input size its pretrained weights expect, which ``apply_net_data`` (below) writes into the
 data config (``net.data_config``); ``stage_layers`` are its stages' module names
 (``feature_info``), the names the regularizers and distillation losses that read feature maps take
 in ``layers``.
@@ -16,10 +16,12 @@ in ``layers``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from transferlab.nets.base import Classifier
@@ -41,7 +43,7 @@ def timm_net(
     """``arch``: a timm model name (``timm.list_models()``, with an optional pretrained tag);
     ``weights``: None (random), ``hub`` (timm's pretrained weights from the Hugging Face hub) or
     the path of a weights file of that architecture; ``data_config``: what of the weights' data
-    settings the config carries into ``data`` (read there, ``utils.config.apply_net_data``)."""
+    settings the config carries into ``data`` (``apply_net_data``)."""
     import timm
 
     check_arch(arch)
@@ -127,3 +129,28 @@ def data_settings(arch: str) -> dict[str, Any]:
         return {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 224}
     cfg = cfg.to_dict()
     return {"mean": list(cfg["mean"]), "std": list(cfg["std"]), "image_size": int(cfg["input_size"][-1])}
+
+
+def apply_net_data(cfg: DictConfig, given: Iterable[str] = ()) -> None:
+    """A timm net with weights carries the data settings they expect into ``data``
+    (``net.data_config``: ``normalization`` the mean and std, ``all`` the input size too, ``none``
+    nothing), on both domains of a pair; a key in ``given`` (the command line's) keeps its value."""
+    net = cfg.get("net")
+    if net is None or str(net.get("_target_", "")) not in (
+        "transferlab.nets.timm_net",
+        f"{__name__}.timm_net",
+    ):
+        return
+    mode = net.get("data_config", "normalization")
+    if mode == "none" or net.get("weights") is None:  # random weights expect no statistics
+        return
+    settings = data_settings(str(net.arch))
+    given = {key.lstrip("+~") for key in given}
+    domains = [f"data.{d}" for d in ("source", "target") if isinstance(cfg.data.get(d), DictConfig)]
+    updates = {f"{d}.{k}": settings[k] for d in domains or ["data"] for k in ("mean", "std")}
+    if mode == "all":
+        updates["data.image_size"] = settings["image_size"]
+    with open_dict(cfg):
+        for key, value in updates.items():
+            if key not in given:
+                OmegaConf.update(cfg, key, value, merge=False, force_add=True)

@@ -16,6 +16,9 @@ from transferlab.utils.contract import RunContract
 from transferlab.utils.errors import CheckpointError
 from transferlab.utils.run_files import read_json, write_json_atomic
 
+#: where a checkpoint of a parameter-efficient run records its member and its source (peft/base.py)
+PEFT_KEY = "transferlab_peft"
+
 
 def resolve_checkpoint_path(path: str | Path, what: str = "ckpt_path") -> Path:
     """An existing checkpoint file; a run directory resolves to its ``checkpoints/last.ckpt``."""
@@ -102,6 +105,9 @@ class HandedCheckpoint:
     contract: RunContract
     state_dict: dict[str, torch.Tensor]
     what: str
+    #: a run that trained a part of its net (``transferlab.peft``): its member's config and the
+    #: source the rest comes from; its ``state_dict`` holds only that part
+    partial: dict[str, Any] | None = None
 
     def weights(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under ``prefix`` (``net.``, ``net.backbone.``), with the prefix removed."""
@@ -120,4 +126,5 @@ def open_checkpoint(path: str | Path, what: str) -> HandedCheckpoint:
         contract=RunContract.of_checkpoint(checkpoint, str(resolved)),
         state_dict=checkpoint.get("state_dict", {}),
         what=what,
+        partial=checkpoint.get(PEFT_KEY),
     )

@@ -188,30 +188,6 @@ def apply_protocol(cfg: DictConfig, given: Iterable[str] = ()) -> None:
             merge_into(f"method.losses.{name}")
 
 
-def apply_net_data(cfg: DictConfig, given: Iterable[str] = ()) -> None:
-    """A timm net with weights carries the data settings they expect into ``data``
-    (``net.data_config``: ``normalization`` the mean and std, ``all`` the input size too, ``none``
-    nothing), on both domains of a pair; a key in ``given`` (the command line's) keeps its value."""
-    net = cfg.get("net")
-    if net is None or not str(net.get("_target_", "")).endswith("timm_net.timm_net"):
-        return
-    mode = net.get("data_config", "normalization")
-    if mode == "none" or net.get("weights") is None:  # random weights expect no statistics
-        return
-    from transferlab.nets.timm_net import data_settings
-
-    settings = data_settings(str(net.arch))
-    given = {key.lstrip("+~") for key in given}
-    domains = [f"data.{d}" for d in ("source", "target") if isinstance(cfg.data.get(d), DictConfig)]
-    updates = {f"{d}.{k}": settings[k] for d in domains or ["data"] for k in ("mean", "std")}
-    if mode == "all":
-        updates["data.image_size"] = settings["image_size"]
-    with open_dict(cfg):
-        for key, value in updates.items():
-            if key not in given:
-                OmegaConf.update(cfg, key, value, merge=False, force_add=True)
-
-
 def flatten(tree: Any, prefix: str) -> dict[str, Any]:
     """{dotted key under ``prefix``: leaf} of a nested dict."""
     if not isinstance(tree, dict):

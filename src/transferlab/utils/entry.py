@@ -115,7 +115,10 @@ def command_line_keys() -> set[str]:
 
     if not HydraConfig.initialized():
         return set()
-    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)  # values unresolved
+    return {str(o).split("=", 1)[0].lstrip("+~") for o in task}
 
 
 def run_label(task_name: str, output_dir: str | Path) -> str:

@@ -1,4 +1,4 @@
-"""The six families a user extends, and their members read from the config groups.
+"""The seven families a user extends, and their members read from the config groups.
 
 A family is a base class, a folder with one file per member and a config group with one YAML per
 member (``docs/extending.md``). Nothing keeps a list of members: ``group_options`` reads the
@@ -58,6 +58,12 @@ FAMILIES = (
         "transferlab.validators.base.Validator",
         "src/transferlab/validators/",
         "method/validator",
+    ),
+    Family(
+        "parameter-efficient fine-tuning",
+        "transferlab.peft.base.ParameterEfficient",
+        "src/transferlab/peft/",
+        "method/peft",
     ),
     Family(
         "transferability score",

@@ -1,4 +1,4 @@
-"""A researcher's own members of the six families, outside the package: one file of code."""
+"""A researcher's own members of the seven families, outside the package: one file of code."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from transferlab.losses.distillation.base import DistillationInputs, Distillatio
 from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SetupContext
 from transferlab.methods.adaptation.base import DomainAdaptationModule
+from transferlab.peft.base import ParameterEfficient
 from transferlab.transferability.base import FEATURES as SCORE_FEATURES
 from transferlab.transferability.base import TransferabilityScore
 from transferlab.tta.base import TestTimeAdaptation, batchnorm_layers
@@ -98,3 +99,15 @@ class FisherRatio(TransferabilityScore):
         between = sum((labels == k).sum() * np.sum((m - centre) ** 2) for k, m in means.items())
         within = sum(np.sum((x[labels == k] - m) ** 2) for k, m in means.items())
         return float(between / max(within, 1e-12))
+
+
+class LastStage(ParameterEfficient):
+    """Parameter-efficient fine-tuning: the backbone's parameters under ``layer`` train (its last
+    stage, say), the rest is frozen; the head trains."""
+
+    def __init__(self, layer: str = "5") -> None:
+        self.layer = layer
+
+    def apply(self, net: nn.Module) -> None:
+        for name, param in net.backbone.named_parameters():
+            param.requires_grad_(name.startswith(f"{self.layer}."))

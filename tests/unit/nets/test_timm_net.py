@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from conftest import PAIR, build_module
-from transferlab.nets.timm_net import data_settings, timm_net
+from transferlab.nets.timm_net import apply_net_data, data_settings, timm_net
 from transferlab.train import train
-from transferlab.utils.config import apply_net_data
 from transferlab.utils.errors import CheckpointError, ConfigError
 
 timm = pytest.importorskip("timm")

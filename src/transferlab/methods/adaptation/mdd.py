@@ -4,7 +4,10 @@
 
 p' = softmax of an adversarial head f' on the features behind a gradient reversal R_c, h the main
 head's predicted class (``losses.alignment.MarginDisparityDiscrepancy``): f' ascends D_γ, the
-features descend c·D_γ. The reversal warms up to ``reversal_scale`` (the reference library's 0.1).
+features descend c·D_γ. The reversal warms up to ``reversal_scale`` (the reference library's 0.1)
+as the authors' code has it, c_i = 0.1·(2/(1 + exp(−i/1000)) − 1) from the first iteration: in the
+fraction of the run, γ = 10 over ``warmup`` = 10,000 / (their run's iterations) counted from the
+run's start (``conf/method/mdd.yaml``: 0.2, their digits runs of 50,000 iterations).
 """
 
 from __future__ import annotations
