@@ -17,7 +17,7 @@ from lightning.pytorch import Callback
 from transferlab.callbacks.transferability import TransferabilityProbe
 from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SOURCE_WEIGHTS
-from transferlab.methods.param_groups import decay_groups
+from transferlab.methods.param_groups import decay_groups, layer_decay_groups
 from transferlab.methods.supervised import SupervisedModule
 from transferlab.nets.reference import FrozenNet, capture, check_layers, load_source
 from transferlab.peft.base import PEFT_KEY, ParameterEfficient, trained_fraction, trained_state
@@ -43,6 +43,9 @@ class FinetuneModule(SupervisedModule):
             ``BatchSpectralShrinkage``, ``FeatureMapDistance`` (DELTA), or any ``Regularizer``.
         lam: λ ≥ 0, the weight of R; λ = 0 is plain fine-tuning.
         backbone_lr_mult: the backbone's learning rate relative to the head's.
+        layer_decay: layer-wise learning-rate decay, δ in (0, 1]: a backbone parameter at depth d of
+            L (``param_groups.layer_depths``) learns at δ^(L − d) times the backbone's rate; None:
+            one rate for the whole backbone.
         freeze_backbone: train the head alone (a linear probe); BatchNorm statistics stay fixed.
         transferability: the scores (members of ``conf/score/`` by name; ``all``: every one) of
             the starting net on the target's training images, computed once before training by
@@ -60,6 +63,7 @@ class FinetuneModule(SupervisedModule):
         regularizer: Regularizer,
         lam: float = 0.0,
         backbone_lr_mult: float = 1.0,
+        layer_decay: float | None = None,
         freeze_backbone: bool = False,
         transferability: Sequence[str] | str = (),
         peft: ParameterEfficient | None = None,
@@ -91,6 +95,11 @@ class FinetuneModule(SupervisedModule):
         self.regularizer = regularizer
         self.lam = lam
         self.backbone_lr_mult = backbone_lr_mult
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ConfigError(
+                f"method.layer_decay={layer_decay} must be in (0, 1] (0.65–0.75 in BEiT's recipes)"
+            )
+        self.layer_decay = layer_decay
         self.freeze_backbone = freeze_backbone
         self.source_net = FrozenNet(copy.deepcopy(self.net.backbone)) if has_source else None
         if freeze_backbone:
@@ -207,12 +216,18 @@ class FinetuneModule(SupervisedModule):
     def parameter_groups(self) -> list[dict[str, Any]]:
         # parameters that λ·R already regularises get no optimiser weight decay on top
         regularised = self.lam > 0
-        backbone = decay_groups(
-            "backbone",
-            self.net.backbone.named_parameters(),
-            lr_scale=self.backbone_lr_mult,
-            weight_decay=not (regularised and self.regularizer.regularises_backbone),
-        )
+        decay_backbone = not (regularised and self.regularizer.regularises_backbone)
+        if self.layer_decay is not None:
+            backbone = layer_decay_groups(
+                self.net.backbone, self.layer_decay, self.backbone_lr_mult, decay_backbone
+            )
+        else:
+            backbone = decay_groups(
+                "backbone",
+                self.net.backbone.named_parameters(),
+                lr_scale=self.backbone_lr_mult,
+                weight_decay=decay_backbone,
+            )
         head = decay_groups(
             "head",
             self.net.head.named_parameters(),

@@ -156,3 +156,19 @@ def test_adaptation_runs_on_a_timm_net(fast_cfg, method, tmp_path):
     assert summary["final"]["train/alignment"] != 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["final"]["test/acc"] == summary["final"]["test/acc"]
+
+
+def test_layer_wise_learning_rate_decay_follows_timm_s_grouping(fast_cfg, weights):
+    path, _ = weights
+    module, _ = build_module(
+        fast_cfg(*TIMM, f"net.weights={path}", "method=finetune", "method.layer_decay=0.5", "method.lam=0")
+    )
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    lr_of = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    head = lr_of["head"]
+    # the stem (depth 0), layer1..layer4 (1..4) of timm's grouping: δ^(5 − d) of the head's rate
+    for depth in range(5):
+        assert lr_of[f"backbone.{depth}"] == pytest.approx(head * 0.5 ** (5 - depth)), depth
+    with pytest.raises(ConfigError, match=r"method\.layer_decay=1\.5 must be in \(0, 1\]"):
+        build_module(fast_cfg(*TIMM, "method=finetune", "method.layer_decay=1.5"))
