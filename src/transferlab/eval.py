@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.methods.base import ClassificationModule
-from transferlab.nets.reference import build_net
+from transferlab.nets.reference import build_net, interpolate_with_start
 from transferlab.utils.checkpoint import open_checkpoint
 from transferlab.utils.config import register_resolvers
 from transferlab.utils.contract import RunContract, check_handed
@@ -41,6 +41,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = open_checkpoint(cfg.ckpt_path, "ckpt_path")
     contract = checkpoint.contract
     net = build_net(checkpoint)
+    if cfg.get("wise_alpha") is not None:
+        interpolate_with_start(net, checkpoint, float(cfg.wise_alpha))
 
     module = hydra.utils.instantiate(cfg.tta)(net, contract=contract) if cfg.get("tta") else None
     if cfg.get("stream", "shuffled") not in ("shuffled", "sorted"):
@@ -70,6 +72,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, dataloaders=stream, verbose=False)
     metrics = scalar_metrics(trainer.callback_metrics)
     summary = {"final": metrics, "ckpt_path": str(Path(cfg.ckpt_path).resolve())}
+    if cfg.get("wise_alpha") is not None:
+        summary["wise_alpha"] = float(cfg.wise_alpha)
     if module is not None and module.adapts:
         summary["tta"] = {"adaptation": module.adaptation, "episodic": module.episodic, "stream": cfg.stream}
     if trainer.is_global_zero:

@@ -57,7 +57,8 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
         stage_cfg.seed = stage.seed
         stage_cfg.task_name = stage.task_name
         stage_cfg.ckpt_path = None
-        stage_cfg.pretrain = None
+        # a stage may have its own first stage (LP-FT: the source, then the linear probe on it)
+        stage_cfg.pretrain = copy.deepcopy(stage.get("pretrain"))
         # the run's checkpoint pick reads its own validators (domain adaptation): the stage picks
         # by its own (default: val/acc)
         stage_cfg.select = stage.get("select")
@@ -66,8 +67,12 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
 
 def recipe_hash(stage_cfg: DictConfig) -> str:
     """A short hash of what determines the pretrained model: its data, net, method, trainer and
-    seed, as the run's own digest sees them (``utils.config.flat_config``)."""
-    recipe = {k: v for k, v in flat_config(stage_cfg).items() if k.split(".")[0] in RECIPE}
+    seed, as the run's own digest sees them (``utils.config.flat_config``), and the recipe of the
+    stage's own first stage where it has one."""
+    flat = flat_config(stage_cfg)
+    recipe = {k: v for k, v in flat.items() if k.split(".")[0] in RECIPE}
+    if stage_cfg.get("pretrain"):  # a stage with a stage of its own: that recipe too
+        recipe |= {k: v for k, v in flat.items() if k.startswith("pretrain.")}
     return config_digest(recipe, length=12)
 
 

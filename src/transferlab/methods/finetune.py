@@ -19,11 +19,11 @@ from transferlab.losses.regularizers.base import Regularizer, RegularizerInputs
 from transferlab.losses.slot import FEATURE_MAPS, FEATURES, SOURCE_WEIGHTS
 from transferlab.methods.param_groups import decay_groups, layer_decay_groups
 from transferlab.methods.supervised import SupervisedModule
-from transferlab.nets.reference import FrozenNet, capture, check_layers, load_source
+from transferlab.nets.reference import FrozenNet, capture, check_layers, load_head, load_source
 from transferlab.peft.base import PEFT_KEY, ParameterEfficient, trained_fraction, trained_state
 from transferlab.peft.none import FullFineTuning
 from transferlab.transferability.base import load_scores
-from transferlab.utils.checkpoint import HandedCheckpoint
+from transferlab.utils.checkpoint import START_KEY, HandedCheckpoint
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 
@@ -50,6 +50,9 @@ class FinetuneModule(SupervisedModule):
         transferability: the scores (members of ``conf/score/`` by name; ``all``: every one) of
             the starting net on the target's training images, computed once before training by
             a ``TransferabilityProbe`` the module hands the trainer. Empty: none.
+        keep_head: start the head from the source's too (its classes must be the target's, by name
+            and in order): the second stage of LP-FT, whose source is a linear probe on the target
+            (``experiment=split_lpft``); the start θ_0 of WiSE-FT (``transferlab.eval wise_alpha=``).
         peft: which parameters train (``transferlab.peft``: full fine-tuning, BitFit, LoRA,
             bottleneck adapters), applied to the net once the source is in; the parameters it
             trains are counted in ``reports``, and with a member that trains a part its
@@ -66,6 +69,7 @@ class FinetuneModule(SupervisedModule):
         layer_decay: float | None = None,
         freeze_backbone: bool = False,
         transferability: Sequence[str] | str = (),
+        keep_head: bool = False,
         peft: ParameterEfficient | None = None,
         **kwargs: Any,
     ) -> None:
@@ -75,6 +79,15 @@ class FinetuneModule(SupervisedModule):
         self.transferability = load_scores(transferability or [], "method.transferability")
         self.source_ckpt = source_ckpt
         source = load_source(self.net, source_ckpt, self.contract)
+        self.keep_head = keep_head
+        if keep_head:
+            if source is None:
+                raise ConfigError(
+                    "method.keep_head=true starts the head from the source's: set method.source_ckpt "
+                    "(LP-FT: experiment=split_lpft, whose first stage is the linear probe)"
+                )
+            load_head(self.net, source, self.contract)
+        self.start = source
         has_source = source is not None or bool(getattr(self.net, "pretrained", False))
         needs_source = lam > 0 and bool(regularizer.needs & {SOURCE_WEIGHTS, FEATURE_MAPS})
         if not has_source and (freeze_backbone or needs_source):
@@ -137,6 +150,8 @@ class FinetuneModule(SupervisedModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
+        if self.keep_head:  # where θ_0 is, for WiSE-FT's interpolation (transferlab.eval wise_alpha=)
+            checkpoint[START_KEY] = {"source_ckpt": str(self.start.path), "source_sha256": self.start.sha256}
         if self.peft.full:
             return
         state = checkpoint["state_dict"]

@@ -90,6 +90,40 @@ def rebuild_partial(checkpoint: HandedCheckpoint) -> Classifier:
     return net
 
 
+def interpolate_with_start(net: Classifier, checkpoint: HandedCheckpoint, alpha: float) -> None:
+    """WiSE-FT (Wortsman et al., CVPR 2022): set ``net`` (the checkpoint's, θ_1) to
+    θ_α = (1 − α)·θ_0 + α·θ_1, θ_0 the run's start — its source's backbone and head, which the
+    run recorded (``method.keep_head=true``) — every floating-point tensor, BatchNorm statistics
+    included (integer counters stay θ_1's)."""
+    where = f"wise_alpha={alpha}, ckpt_path={checkpoint.path}"
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"wise_alpha={alpha} must be in [0, 1] (0: the start θ_0, 1: the fine-tuned θ_1)")
+    start = checkpoint.start
+    if not start:
+        raise ConfigError(
+            f"{where}: the run did not start from a head of its classes, so it has no θ_0 to "
+            f"interpolate with; fine-tune with method.keep_head=true (LP-FT: experiment=split_lpft)"
+        )
+    if checkpoint.partial:
+        raise ConfigError(f"{where}: WiSE-FT of a parameter-efficient run (method/peft) is not supported")
+    source = open_checkpoint(start["source_ckpt"], "its start")
+    if source.sha256 != start.get("source_sha256"):
+        raise CheckpointError(f"{where}: its start {source.path} changed since the run (sha256)")
+    net_config = dict(checkpoint.contract.net)
+    if "weights" in net_config:
+        net_config["weights"] = None
+    theta_0 = hydra.utils.instantiate(
+        OmegaConf.create(net_config), num_classes=checkpoint.contract.num_classes
+    )
+    load_backbone(theta_0, source, checkpoint.contract.net)
+    load_head(theta_0, source, checkpoint.contract)
+    start_state, end_state = theta_0.state_dict(), net.state_dict()
+    mixed = {
+        k: torch.lerp(start_state[k], v, alpha) if v.is_floating_point() else v for k, v in end_state.items()
+    }
+    net.load_state_dict(mixed)
+
+
 def load_backbone(net: Classifier, checkpoint: HandedCheckpoint, net_config: dict[str, Any]) -> None:
     """Copy the checkpoint's backbone (weights and BatchNorm statistics) into ``net``.
 
@@ -210,6 +244,15 @@ def check_layers(module: nn.Module, layers: Sequence[str], key: str) -> None:
                 + (f", its stages {stages}" if stages else "")
                 + " ('' is its output, the features)"
             ) from None
+
+
+def load_head(net: Classifier, checkpoint: HandedCheckpoint, run: RunContract) -> None:
+    """Copy the checkpoint's head into ``net``: the checkpoint must predict this ``run``'s classes,
+    by name and in label order (``check_handed``'s ``teacher`` route)."""
+    check_handed(
+        checkpoint.contract, run, "teacher", f"method.keep_head=true, {checkpoint.what}={checkpoint.path}"
+    )
+    net.head.load_state_dict(checkpoint.weights("net.head."))
 
 
 def load_source(net: Classifier, source_ckpt: str | None, run: RunContract) -> HandedCheckpoint | None:

@@ -18,6 +18,8 @@ from transferlab.utils.run_files import read_json, write_json_atomic
 
 #: where a checkpoint of a parameter-efficient run records its member and its source (peft/base.py)
 PEFT_KEY = "transferlab_peft"
+#: where a fine-tuning run that kept its source's head records that source: its start θ_0 (WiSE-FT)
+START_KEY = "transferlab_start"
 
 
 def resolve_checkpoint_path(path: str | Path, what: str = "ckpt_path") -> Path:
@@ -108,6 +110,8 @@ class HandedCheckpoint:
     #: a run that trained a part of its net (``transferlab.peft``): its member's config and the
     #: source the rest comes from; its ``state_dict`` holds only that part
     partial: dict[str, Any] | None = None
+    #: a fine-tuning run that started from its source's head too: that source (``START_KEY``)
+    start: dict[str, Any] | None = None
 
     def weights(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors under ``prefix`` (``net.``, ``net.backbone.``), with the prefix removed."""
@@ -127,4 +131,5 @@ def open_checkpoint(path: str | Path, what: str) -> HandedCheckpoint:
         state_dict=checkpoint.get("state_dict", {}),
         what=what,
         partial=checkpoint.get(PEFT_KEY),
+        start=checkpoint.get(START_KEY),
     )
