@@ -25,6 +25,10 @@ class HeadAtStart(Callback):
         self.head = {k: v.detach().clone() for k, v in pl_module.net.head.state_dict().items()}
 
 
+def best_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(next((run_dir / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)["state_dict"]
+
+
 def lpft_config(fast_cfg, tmp_path: Path, *overrides: str):
     """The target stage fine-tunes with the probed head; its first stage is a linear probe on the
     target data, whose own first stage is the synthetic source."""
@@ -51,10 +55,7 @@ def test_lp_ft_probes_on_the_source_then_fine_tunes_from_its_backbone_and_head(f
     cache = Path(cfg.paths.cache_dir) / "pretrain"
     probe_dir = next(cache.glob("probe-*"))
     source_dir = next(cache.glob("synthetic_source-*"))  # the probe's own first stage
-    ckpt = lambda d: torch.load(next((d / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)[
-        "state_dict"
-    ]  # noqa: E731
-    probe, source = ckpt(probe_dir), ckpt(source_dir)
+    probe, source = best_state(probe_dir), best_state(source_dir)
     # the probe trained its head on the source's frozen backbone (BatchNorm statistics included)
     assert all(torch.equal(probe[k], source[k]) for k in source if k.startswith("net.backbone."))
     # the fine-tuning stage started from the probed head, not a fresh one
