@@ -20,13 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
 
 from transferlab.nets.base import Classifier
+from transferlab.nets.weights import load_weights_file
 from transferlab.utils.errors import CheckpointError, ConfigError
-from transferlab.utils.state_dict import mismatches
 
 HUB = "hub"
 
@@ -61,8 +59,11 @@ def timm_net(
             f"(timm.create_model('{arch}', pretrained=True).state_dict()) and pass the file, "
             f"net.weights=/path/to/{arch.split('.')[0]}.safetensors"
         ) from None
-    if weights is not None and not from_hub:
-        load_weights_file(model, Path(weights), arch)
+    if weights is not None and not from_hub:  # timm's classifier (which num_classes=0 removed) left out
+        classifier = model.pretrained_cfg.get("classifier")
+        heads = classifier if isinstance(classifier, (list, tuple)) else [classifier] if classifier else []
+        how = f"timm.create_model('{arch}').state_dict()"
+        load_weights_file(model, Path(weights), f"timm's {arch}", how, drop=heads)
     net = Classifier(model, feature_dim=int(model.num_features), num_classes=num_classes)
     net.pretrained = weights is not None
     net.stage_layers = [info["module"] for info in getattr(model, "feature_info", [])]
@@ -78,44 +79,6 @@ def check_arch(arch: str) -> None:
     stem = arch.split(".")[0].rstrip("0123456789_")[:6] or arch[:3]
     near = timm.list_models(f"*{stem}*")[:8] or timm.list_models()[:8]
     raise ConfigError(f"net.arch={arch} is not a timm model; e.g. {', '.join(near)} (timm.list_models())")
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file or a torch file (a bare state dict, or one under
-    ``state_dict``/``model``, as training scripts save them), tensors only."""
-    if not path.is_file():
-        raise CheckpointError(f"net.weights={path}: no such file; pass a weights file or net.weights=hub")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"net.weights={path} cannot be read as weights ({err})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"net.weights={path} holds a {type(state).__name__}, not a state dict")
-    return state
-
-
-def load_weights_file(model: nn.Module, path: Path, arch: str) -> None:
-    """Load a file saved from ``arch``; its classifier (timm's ``pretrained_cfg['classifier']``,
-    which ``num_classes=0`` removed) is dropped, anything else that does not fit is refused,
-    listed."""
-    state = read_weights(path)
-    classifier = model.pretrained_cfg.get("classifier")
-    heads = classifier if isinstance(classifier, (list, tuple)) else [classifier] if classifier else []
-    state = {k: v for k, v in state.items() if not any(k.startswith(f"{h}.") for h in heads)}
-    problems = mismatches(state, model.state_dict())
-    if problems:
-        raise CheckpointError(
-            f"net.weights={path} does not fit timm's {arch} ({problems}); pass weights saved from "
-            f"{arch} (timm.create_model('{arch}').state_dict())"
-        )
-    model.load_state_dict(state)
 
 
 def data_settings(arch: str) -> dict[str, Any]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 
 from transferlab.nets.base import Classifier
+from transferlab.nets.weights import load_weights_file
 from transferlab.utils.errors import CheckpointError, ConfigError
-from transferlab.utils.state_dict import mismatches
 
 
 def torchvision_net(
@@ -50,7 +49,7 @@ def torchvision_net(
             f"a local state-dict file, net.weights=/path/to/{arch}.pth"
         ) from None
     if from_file:
-        load_state_dict_file(model, Path(str(weights)), arch)
+        load_weights_file(model, Path(str(weights)), f"torchvision's {arch}", "model.state_dict()")
     feature_dim = _drop_classifier(model, arch)
     if small_input:
         _small_input_stem(model, arch)
@@ -70,26 +69,6 @@ def _weights_enum(arch: str, weights: str | None) -> object:
             f"nor a file; pass one of those or the path of a state-dict file"
         )
     return enum.DEFAULT if weights == "DEFAULT" else enum[weights]
-
-
-def load_state_dict_file(model: nn.Module, path: Path, arch: str) -> None:
-    """Load a state dict saved from the same architecture; refuse one whose tensors do not fit,
-    listing them."""
-    if not path.is_file():
-        raise CheckpointError(f"net.weights={path}: no such file; pass a state-dict file of {arch}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"net.weights={path} cannot be read as a state dict ({err})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    problems = mismatches(state, model.state_dict())
-    if problems:
-        raise CheckpointError(
-            f"net.weights={path} does not fit torchvision's {arch} ({problems}); "
-            f"pass a state dict saved from {arch} (model.state_dict())"
-        )
-    model.load_state_dict(state)
 
 
 def _drop_classifier(model: nn.Module, arch: str) -> int:
