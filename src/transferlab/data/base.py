@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -173,6 +173,10 @@ class ClassificationDataModule(L.LightningDataModule):
             trees stream from their files.
         decode_dir: where decoded arrays are kept (shared by the runs of a sweep); null: decoded
             in memory, per run.
+        shifted_tests: test sets under a distribution shift, by name (datamodules of the same
+            classes: CIFAR-10-C at a corruption and severity, another dataset of these classes),
+            each tested beside the test split as ``test/shift_<name>_acc`` with this data's
+            classes, image size and normalisation: in- and out-of-distribution accuracy in one run.
     """
 
     name = "dataset"
@@ -201,6 +205,7 @@ class ClassificationDataModule(L.LightningDataModule):
         on_device: Auto = "auto",
         decode: Auto = "auto",
         decode_dir: str | None = None,
+        shifted_tests: Mapping[str, ClassificationDataModule] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -229,6 +234,13 @@ class ClassificationDataModule(L.LightningDataModule):
         self.on_device = on_device
         self.decode = decode
         self.decode_dir = decode_dir
+        self.shifted_tests = dict(shifted_tests or {})
+        for name, shifted in self.shifted_tests.items():
+            if not isinstance(shifted, ClassificationDataModule):
+                raise ConfigError(
+                    f"data.shifted_tests.{name} is a {type(shifted).__name__}; give a datamodule config "
+                    f"(_target_: transferlab.data.CIFAR10CDataModule, ...) with the same classes"
+                )
         #: names this datamodule's random stream (a domain pair sets "source" and "target")
         self.stream_name = ""
         self.datasets: dict[str, LabelledImages] = {}
@@ -263,8 +275,11 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def evaluation_routes(self, stage: str) -> list[EvalRoute]:
         """The loaders of ``val_dataloader`` (``stage="val"``) or ``test_dataloader``
-        (``"test"``), in order: here one each, the split of the same name."""
-        return [EvalRoute(stage, f"{stage}/")]
+        (``"test"``), in order: the split of the same name, and at test each shifted test set."""
+        routes = [EvalRoute(stage, f"{stage}/")]
+        if stage == "test":
+            routes += [EvalRoute("test", f"test/shift_{name}_", domain=name) for name in self.shifted_tests]
+        return routes
 
     def use_channels_last(self) -> None:
         """Batches come out in channels_last layout, as a channels_last net wants them."""
@@ -308,6 +323,19 @@ class ClassificationDataModule(L.LightningDataModule):
             "test": LabelledImages(images[2], test_indices, test_labels, eval_tf),
         }
         self.datasets["train"].with_index = self._with_positions
+        self.setup_shifted_tests()
+
+    def setup_shifted_tests(self) -> None:
+        """Each shifted test set with this data's classes (by name, in this order), image size and
+        normalisation; one that lacks a class is refused by its own setup, naming it."""
+        for name, shifted in self.shifted_tests.items():
+            shifted.classes = list(self.class_names)
+            shifted.image_size, shifted.mean, shifted.std = self.image_size, self.mean, self.std
+            shifted.prepare_data()  # a cache built on first use (CIFAR-10-C), a download
+            try:
+                shifted.setup("test")
+            except DataError as err:
+                raise DataError(f"data.shifted_tests.{name}: {err}") from None
 
     def input_spec(self) -> dict[str, Any]:
         """What a net trained on this data is fed (after setup): the image side, the channels and
@@ -623,8 +651,12 @@ class ClassificationDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_loader("test")
+    def test_dataloader(self) -> DataLoader | list[Any]:
+        if not self.shifted_tests:
+            return self.eval_loader("test")
+        for data in self.shifted_tests.values():
+            data.trainer = self.trainer  # their batches on this run's device
+        return [self.eval_loader("test"), *(data.eval_loader("test") for data in self.shifted_tests.values())]
 
     def __getstate__(self) -> dict[str, Any]:
         # ddp_spawn pickles the datamodule into each process; rebuild the splits there instead

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from transferlab.report import format as fmt
-from transferlab.report import selection, transferability
+from transferlab.report import selection, shift, transferability
 from transferlab.report.jobs import REPLICATES, Job, read_jobs, swept_keys
 from transferlab.report.stats import mean_std_ci, paired_gain
 from transferlab.utils.errors import ConfigError
@@ -271,9 +271,14 @@ def summarize(
     scores = transferability.table(jobs, keys, metric)  # a sweep over sources: the scores against it
     if scores:
         table += "\n" + transferability.markdown(scores)
+    robustness = shift.table(jobs, keys, found)  # runs tested on shifted sets: ID and OOD side by side
+    if robustness:
+        table += "\n" + shift.markdown(robustness, keys, found)
     (out_dir / "summary.md").write_text(table)
     title = " + ".join(d.name for d in sweep_dirs) + f": {metric}"
     plots = plot(rows, keys, metric, out_dir, title) if keys else []
+    if robustness:
+        plots.append(shift.plot(robustness, keys, out_dir, " + ".join(d.name for d in sweep_dirs)))
     return {
         "jobs": jobs,
         "keys": keys,
@@ -283,6 +288,7 @@ def summarize(
         "control": found,
         "selection": picks,
         "transferability": scores,
+        "shift": robustness,
     }
 
 
