@@ -200,3 +200,29 @@ def test_a_lora_run_resumed_from_its_partial_checkpoint_ends_like_an_uninterrupt
     assert factors and a.keys() == b.keys()  # the resumed run's checkpoints stay partial too
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in factors)
     assert not all(torch.equal(a[k], torch.load(last, weights_only=True)["state_dict"][k]) for k in factors)
+
+
+@pytest.mark.slow  # five trainings; CI runs it (.ci/run)
+def test_the_peft_benchmark_counts_what_each_arm_trains_and_stores(tmp_path, monkeypatch):
+    """scripts/bench_peft.py at a tiny size, so it cannot rot (the measurement is its job)."""
+    from conftest import load_script
+
+    bench = load_script("bench_peft", monkeypatch)
+    tiny = [
+        "pretrain=synthetic",
+        "pretrain.data.image_size=16",
+        "data=synthetic",
+        "data.image_size=16",
+        "net=resnet8x4",
+    ]
+    args = ["--experiment", "none", "--epochs", "2", "--limit-batches", "1", "--repeats", "1"]
+    report = bench.main([*args, "--out", str(tmp_path), *tiny])
+    cost = report["cost"]
+    assert set(cost) == set(bench.ARMS) and report["ratio_to_full"]["full"] == 1.0
+    assert cost["full"]["trained_parameters"] is None  # every parameter: no report
+    for arm in ("bitfit", "lora", "adapter"):
+        assert 0 < cost[arm]["trained_fraction"] < 0.5
+        assert cost[arm]["net_tensors_in_checkpoint"] < cost["full"]["net_tensors_in_checkpoint"] / 2
+    # a linear probe stores the whole net (its optimiser state only for the head: a smaller file)
+    assert cost["linear_probe"]["net_tensors_in_checkpoint"] == cost["full"]["net_tensors_in_checkpoint"]
+    assert cost["linear_probe"]["checkpoint_mb"] < cost["full"]["checkpoint_mb"]
