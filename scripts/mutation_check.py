@@ -2,7 +2,7 @@
 test-time adaptation, applied one at a time to a copy of ``src/``, each run against the tests that
 should catch it; a bug the tests let through is listed and the script exits 1.
 
-    python scripts/mutation_check.py                 # every mutation (about two minutes)
+    python scripts/mutation_check.py                 # every mutation (about five minutes)
     python scripts/mutation_check.py --only crd      # those whose name contains "crd"
 
 The list grows with the families: a new member's loss brings its own plausible bugs (a sign, a
@@ -171,6 +171,70 @@ MUTATIONS = (
             "tests/integration/eval/test_tta.py::test_episodic_mode_resets_the_optimiser_as_well_as_the_weights",
         ),
     ),
+    Mutation(
+        "the warm-up counted from the alignment's start where the protocol counts from the run's",
+        "methods/adaptation/base.py",
+        'origin = before if self.warmup_from == "alignment" else 0',
+        "origin = before",
+        ("tests/unit/losses/test_alignment_mcc_mdd_jan.py",),
+    ),
+    Mutation(
+        "the warm-up's fraction of the run ignored",
+        "methods/adaptation/base.py",
+        "span = max(self.warmup * (total - origin), 1.0)",
+        "span = max(total - origin, 1.0)",
+        ("tests/unit/losses/test_alignment_mcc_mdd_jan.py",),
+    ),
+    Mutation(
+        "DKD's warm-up in epochs, not a fraction of the run",
+        "losses/distillation/dkd.py",
+        "weight = min((inputs.epoch + 1) / (self.warmup * max(inputs.epochs, 1)), 1.0)",
+        "weight = min((inputs.epoch + 1) / 20, 1.0)",
+        DISTILLATION,
+    ),
+    Mutation(
+        "LoRA's update not scaled by α/r",
+        "peft/lora.py",
+        "r=self.rank, lora_alpha=self.alpha,",
+        "r=self.rank, lora_alpha=self.rank,",
+        ("tests/unit/peft/test_peft.py",),
+    ),
+    Mutation(
+        "an adapter's up-projection not zero at the start",
+        "peft/adapter.py",
+        "        nn.init.zeros_(self.up.weight)\n",
+        "",
+        ("tests/unit/peft/test_peft.py",),
+    ),
+    Mutation(
+        "WiSE-FT's mixing coefficient the wrong way round",
+        "nets/reference.py",
+        "torch.lerp(start_state[k], v, alpha)",
+        "torch.lerp(v, start_state[k], alpha)",
+        ("tests/integration/train/test_lpft_wise.py",),
+    ),
+    Mutation(
+        "LogME's evidence with min(N, D) terms (thuml/LogME before its PR #24)",
+        "transferability/logme.py",
+        "+ (d - sigma.size) * np.log(alpha)",
+        "+ 0.0",
+        ("tests/unit/transferability/test_scores.py",),
+    ),
+    Mutation(
+        "H-score without shrinkage",
+        "transferability/hscore.py",
+        "    if not shrinkage:\n",
+        "    if True:\n",
+        ("tests/unit/transferability/test_scores.py",),
+    ),
+    Mutation(
+        "TransRate's classes weighted 1/K",
+        "transferability/transrate.py",
+        'weights = {k: (y == k).mean() if class_weights == "frequency" else 1.0 / len(classes) '
+        "for k in classes}",
+        "weights = {k: 1.0 / len(classes) for k in classes}",
+        ("tests/unit/transferability/test_scores.py",),
+    ),
 )
 
 
@@ -213,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "src"
         shutil.copytree(ROOT / "src", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        (Path(tmp) / "conf").symlink_to(ROOT / "conf")  # where the copy's entry points look for configs
         # a test that fails (or does not run) on the unchanged code would "catch" every mutation
         for tests in dict.fromkeys(m.tests for m in chosen):
             if not run_tests(tests, source):

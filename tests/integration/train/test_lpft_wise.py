@@ -53,8 +53,10 @@ def test_lp_ft_probes_on_the_source_then_fine_tunes_from_its_backbone_and_head(f
     start = HeadAtStart()
     summary = train(cfg, [start])
     cache = Path(cfg.paths.cache_dir) / "pretrain"
-    probe_dir = next(cache.glob("probe-*"))
-    source_dir = next(cache.glob("synthetic_source-*"))  # the probe's own first stage
+    probe_dir = next(d for d in cache.glob("probe-*") if d.is_dir())  # not its .lock file
+    source_dir = next(
+        d for d in cache.glob("synthetic_source-*") if d.is_dir()
+    )  # the probe's own first stage
     probe, source = best_state(probe_dir), best_state(source_dir)
     # the probe trained its head on the source's frozen backbone (BatchNorm statistics included)
     assert all(torch.equal(probe[k], source[k]) for k in source if k.startswith("net.backbone."))
