@@ -55,13 +55,21 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path: Path):
     method_cls = hydra.utils.get_class(cfg.method._target_)
     unknown = set(cfg.method) - {"_target_"} - accepted_arguments(method_cls)
     assert not unknown, f"{experiment}: {method_cls.__name__} does not take {unknown}"
-    if cfg.get("pretrain"):  # a pipeline: its pretraining stage must build too, and feed a known key
-        stage = pretraining_config(cfg)
-        check_selection(stage)  # an adaptation run's select=<validator> is not its source stage's
-        hydra.utils.instantiate(stage.data)
-        stage_net = hydra.utils.instantiate(stage.net, num_classes=3)
-        hydra.utils.instantiate(stage.method, _partial_=True)(net=stage_net)
+    if cfg.get("pretrain"):  # a pipeline: its pretraining stages must build too, and feed a known key
         assert cfg.pretrain.pass_to.split(".")[-1] in accepted_arguments(method_cls)
+        stage = pretraining_config(cfg)
+        while stage is not None:
+            check_selection(stage)  # an adaptation run's select=<validator> is not its source stage's
+            hydra.utils.instantiate(stage.data)
+            stage_net = hydra.utils.instantiate(stage.net, num_classes=3)
+            stage_cls = hydra.utils.get_class(stage.method._target_)
+            if stage.get("pretrain"):  # fed by a stage of its own (LP-FT's probe): its arguments here
+                assert not set(stage.method) - {"_target_"} - accepted_arguments(stage_cls)
+                assert stage.pretrain.pass_to.split(".")[-1] in accepted_arguments(stage_cls)
+                stage = pretraining_config(stage)
+            else:
+                hydra.utils.instantiate(stage.method, _partial_=True)(net=stage_net)
+                stage = None
     else:
         hydra.utils.instantiate(cfg.method, _partial_=True)(net=net)
 
