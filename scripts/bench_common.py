@@ -45,6 +45,25 @@ def parse_timing_arguments(parser: argparse.ArgumentParser, argv: list[str] | No
     return args
 
 
+def fine_tuning_overrides(args: argparse.Namespace, arm: list[str]) -> list[str]:
+    """One fine-tuning arm of a benchmark: ``args.experiment`` (or ``method=finetune`` with the
+    pretraining stage in the overrides), the arm's overrides, a short source (its quality does not
+    change the cost), the timing arguments and a cache of the benchmark's own."""
+    overrides = [
+        *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=finetune"]),
+        *arm,
+        f"pretrain.trainer.max_epochs={args.source_epochs}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.accelerator={args.accelerator}",
+        *QUIET_RUN,
+        f"paths.cache_dir={args.out / 'cache'}",
+        *args.overrides,
+    ]
+    if args.limit_batches:
+        overrides.append(f"+trainer.limit_train_batches={args.limit_batches}")
+    return overrides
+
+
 def labelled_images(batch: Any) -> int:
     """The labelled images of a training batch: ``(images, labels)``, or a domain pair's source."""
     if isinstance(batch, dict):

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 
-from bench_common import QUIET_RUN, StepTimer, add_timing_arguments, compare, parse_timing_arguments
+from bench_common import (
+    StepTimer,
+    add_timing_arguments,
+    compare,
+    fine_tuning_overrides,
+    parse_timing_arguments,
+)
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
@@ -34,19 +40,8 @@ ARMS = {
 
 
 def run(args: argparse.Namespace, arm: str, out: Path, sizes: dict[str, dict]) -> float:
-    overrides = [
-        *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=finetune"]),
-        "method/regularizer=none",
-        "method.lam=0",
-        "method.transferability=[]",
-        *ARMS[arm],
-        f"pretrain.trainer.max_epochs={args.source_epochs}",  # the source's quality does not change the cost
-        f"trainer.max_epochs={args.epochs}",
-        f"trainer.accelerator={args.accelerator}",
-        *QUIET_RUN,
-        f"paths.cache_dir={args.out / 'cache'}",
-        *args.overrides,
-    ]
+    off = ["method/regularizer=none", "method.lam=0", "method.transferability=[]"]  # only what trains differs
+    overrides = fine_tuning_overrides(args, [*off, *ARMS[arm]])
     timer = StepTimer()
     summary = train(compose_config(overrides, out), extra_callbacks=[timer])
     if arm not in sizes:

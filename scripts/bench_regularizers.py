@@ -21,7 +21,13 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from bench_common import QUIET_RUN, StepTimer, add_timing_arguments, compare, parse_timing_arguments
+from bench_common import (
+    StepTimer,
+    add_timing_arguments,
+    compare,
+    fine_tuning_overrides,
+    parse_timing_arguments,
+)
 from transferlab.train import train
 from transferlab.utils.config import compose_config
 
@@ -47,23 +53,10 @@ class FitStartTimer(Callback):
 
 
 def run(args: argparse.Namespace, arm: str, out: Path, setup_seconds: dict[str, list[float]]) -> float:
-    overrides = [
-        *([f"experiment={args.experiment}"] if args.experiment != "none" else ["method=finetune"]),
-        *ARMS[arm],
-        *(
-            [f"method.regularizer.attention_images={args.attention_images}"]
-            if arm == "delta_attention"
-            else []
-        ),
-        f"pretrain.trainer.max_epochs={args.source_epochs}",  # the source's quality does not change the cost
-        f"trainer.max_epochs={args.epochs}",
-        f"trainer.accelerator={args.accelerator}",
-        *QUIET_RUN,
-        f"paths.cache_dir={args.out / 'cache'}",
-        *args.overrides,
-    ]
-    if args.limit_batches:
-        overrides.append(f"+trainer.limit_train_batches={args.limit_batches}")
+    attention = (
+        [f"method.regularizer.attention_images={args.attention_images}"] if arm == "delta_attention" else []
+    )
+    overrides = fine_tuning_overrides(args, [*ARMS[arm], *attention])
     timer, start = StepTimer(), FitStartTimer()
     train(compose_config(overrides, out), extra_callbacks=[timer, start])
     setup_seconds.setdefault(arm, []).append(start.seconds)
