@@ -188,6 +188,36 @@ def write_image_tree(root: Path, classes: dict[str, int], splits=("train", "test
     return root
 
 
+def write_benchmark(
+    root: Path, benchmark: str, per_class: int | dict[str, int] = 1, domains: list[str] | None = None, size=12
+) -> Path:
+    """A published adaptation benchmark's tree in the reference library's layout (every class of
+    it; ``per_class`` images per class and list, or per domain): ``<root>/image_list/<list>.txt``
+    of ``<path> <label>`` lines and the JPEG images they name, grouped in class folders."""
+    from transferlab.data.benchmarks import BENCHMARKS
+
+    spec = BENCHMARKS[benchmark]
+    rng = np.random.default_rng(0)
+    (root / "image_list").mkdir(parents=True, exist_ok=True)
+    for name in domains or list(spec.domains):
+        domain = spec.domains[name]
+        count = per_class[name] if isinstance(per_class, dict) else per_class
+        middle = "images/" if benchmark == "office31" else ""
+        for list_name in sorted(set(domain.lists.values())):
+            lines = []
+            for label in range(spec.classes):
+                folder = root / domain.folder / middle / f"class_{label:03d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for i in range(count):
+                    path = folder / f"{Path(list_name).stem}_{i:04d}.jpg"
+                    if not path.exists():
+                        pixels = rng.integers(0, 60, (size, size, 3)) + (label * 7) % 190
+                        Image.fromarray(pixels.astype(np.uint8)).save(path)
+                    lines.append(f"{path.relative_to(root)} {label}")
+            (root / "image_list" / list_name).write_text("\n".join(lines) + "\n")
+    return root
+
+
 def write_cifar10(root: Path, per_class_train: int = 6, per_class_test: int = 3) -> Path:
     """CIFAR-10 in torchvision's python format (pickled batches), small but real-format."""
     folder = root / "cifar-10-batches-py"

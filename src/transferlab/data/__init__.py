@@ -1,6 +1,7 @@
 """LightningDataModules. Each takes ``classes`` and ``train_per_class`` (see ``base``)."""
 
 from transferlab.data.base import ClassificationDataModule, EvalRoute, RawSplit
+from transferlab.data.benchmarks import DomainBenchmarkDataModule
 from transferlab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from transferlab.data.cifar10_c import CIFAR10CDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
@@ -18,6 +19,7 @@ __all__ = [
     "CIFAR100DataModule",
     "ClassificationDataModule",
     "DigitsDataModule",
+    "DomainBenchmarkDataModule",
     "DomainPairDataModule",
     "EvalRoute",
     "ImageFolderDataModule",

@@ -22,7 +22,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from torchvision.transforms import v2
 
 from transferlab.data.decoded import decode_images, decoded_nbytes
-from transferlab.data.device import PADDING_MODES, DeviceLoader, TransferLoader, pad, to_uint8_tensor
+from transferlab.data.device import (
+    PADDING_MODES,
+    DeviceLoader,
+    TransferLoader,
+    pad,
+    random_resized_crop,
+    to_uint8_tensor,
+)
 from transferlab.data.subsets import class_mapping, select_classes, split_per_class, take_per_class
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
@@ -92,11 +99,20 @@ class RandomCropFlip:
     (seeded per DataLoader worker), in plain tensor calls (a quarter of the two v2 transforms'
     host time). ``image``: a (C, H, W) tensor."""
 
-    def __init__(self, padding: int, flip: bool, padding_mode: str = "constant") -> None:
+    def __init__(
+        self,
+        padding: int,
+        flip: bool,
+        padding_mode: str = "constant",
+        resized_crop: Sequence[float] | None = None,
+    ) -> None:
         self.padding, self.flip, self.padding_mode = padding, flip, padding_mode
+        self.resized_crop = resized_crop
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         image = image.as_subclass(torch.Tensor)
+        if self.resized_crop is not None:  # the batched device path's crop, on a batch of one
+            image = random_resized_crop(image[None], self.resized_crop)[0]
         if self.padding:
             p, (h, w) = self.padding, image.shape[-2:]
             row, col = torch.randint(0, 2 * p + 1, (2,)).tolist()
@@ -106,7 +122,10 @@ class RandomCropFlip:
         return image
 
     def __repr__(self) -> str:
-        return f"RandomCropFlip(padding={self.padding}, flip={self.flip}, padding_mode={self.padding_mode})"
+        return (
+            f"RandomCropFlip(padding={self.padding}, flip={self.flip}, padding_mode={self.padding_mode}, "
+            f"resized_crop={self.resized_crop})"
+        )
 
 
 class LabelledImages(Dataset):
@@ -159,6 +178,10 @@ class ClassificationDataModule(L.LightningDataModule):
             default), ``reflect`` (the image mirrored, no border pixel repeated: the crops keep the
             statistics of whole images, so BatchNorm's running statistics match those of clean
             test batches) or ``edge``.
+        random_resized_crop: [smallest, largest] share of the image's area: torchvision's
+            ``RandomResizedCrop`` (aspect ratios 3/4–4/3) back to ``image_size`` before the crop
+            and flip, on every data path (the ImageNet-style augmentation of the adaptation
+            benchmarks' protocol); null: none.
         mean, std: per-channel normalisation; null computes them from the training images.
         on_device: hold the splits as uint8 tensors on the training device and augment each
             batch there (``transferlab.data.device``) instead of per-image transforms in
@@ -200,6 +223,7 @@ class ClassificationDataModule(L.LightningDataModule):
         crop_padding: int = 4,
         hflip: bool = True,
         crop_padding_mode: str = "constant",
+        random_resized_crop: Sequence[float] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         on_device: Auto = "auto",
@@ -226,6 +250,15 @@ class ClassificationDataModule(L.LightningDataModule):
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.crop_padding_mode = crop_padding_mode
+        if random_resized_crop is not None:
+            lo, hi = (float(v) for v in random_resized_crop)
+            if not 0 < lo <= hi <= 1:
+                raise ConfigError(
+                    f"data.random_resized_crop={list(random_resized_crop)}: give [smallest, largest] share "
+                    f"of the image's area, 0 < smallest <= largest <= 1 (the reference: [0.08, 1.0])"
+                )
+            random_resized_crop = (lo, hi)
+        self.random_resized_crop = random_resized_crop
         self.mean = tuple(mean) if mean is not None else self.default_mean
         self.std = tuple(std) if std is not None else self.default_std
         for key, value in (("on_device", on_device), ("decode", decode)):
@@ -431,8 +464,8 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def train_transform(self) -> v2.Compose:
         augment = (
-            [RandomCropFlip(self.crop_padding, self.hflip, self.crop_padding_mode)]
-            if self.crop_padding or self.hflip
+            [RandomCropFlip(self.crop_padding, self.hflip, self.crop_padding_mode, self.random_resized_crop)]
+            if self.crop_padding or self.hflip or self.random_resized_crop
             else []
         )
         return v2.Compose([AsUint8Tensor(), *self._resize(), *augment, *self._finish()])
@@ -471,6 +504,7 @@ class ClassificationDataModule(L.LightningDataModule):
             generator=self.generator(device) if train else None,
             images_only=images_only,
             memory_format=self.memory_format,
+            resized_crop=self.random_resized_crop,
         )
 
     def _dataloader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
@@ -552,6 +586,7 @@ class ClassificationDataModule(L.LightningDataModule):
             generator=self.generator(device) if train else None,
             images_only=images_only,
             memory_format=self.memory_format,
+            resized_crop=self.random_resized_crop if train else None,
         )
 
     def resident_images(self, dataset: LabelledImages, device: torch.device) -> torch.Tensor:

@@ -16,6 +16,7 @@ is the same, bit for bit, on both paths.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -53,21 +54,87 @@ def pad(images: torch.Tensor, padding: int, mode: str = "constant") -> torch.Ten
     return F.pad(floating, (padding, padding, padding, padding), mode=PADDING_MODES[mode]).to(dtype)
 
 
+def resized_crop_boxes(
+    n: int,
+    h: int,
+    w: int,
+    scale: Sequence[float],
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    attempts: int = 10,
+) -> torch.Tensor:
+    """``n`` boxes (x0, y0, x1, y1) in pixels, drawn as torchvision's
+    ``RandomResizedCrop.get_params``: up to ``attempts`` tries of an area uniform in ``scale``
+    × h·w and an aspect ratio log-uniform in ``ratio``, the first that fits placed uniformly;
+    where none fits, the centred crop of the image's side clamped to ``ratio``."""
+    area = torch.empty(n, attempts, device=device).uniform_(scale[0], scale[1], generator=generator) * (h * w)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(torch.empty(n, attempts, device=device).uniform_(log_lo, log_hi, generator=generator))
+    widths = torch.sqrt(area * aspect).round()
+    heights = torch.sqrt(area / aspect).round()
+    fits = (widths > 0) & (widths <= w) & (heights > 0) & (heights <= h)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first attempt that fits
+    cw, ch = widths.gather(1, first).squeeze(1), heights.gather(1, first).squeeze(1)
+    if w / h < ratio[0]:
+        fallback = (float(w), float(round(w / ratio[0])))
+    elif w / h > ratio[1]:
+        fallback = (float(round(h * ratio[1])), float(h))
+    else:
+        fallback = (float(w), float(h))
+    none_fits = ~fits.any(dim=1)
+    cw = torch.where(none_fits, torch.full_like(cw, fallback[0]), cw)
+    ch = torch.where(none_fits, torch.full_like(ch, fallback[1]), ch)
+    u = torch.rand(2, n, device=device, generator=generator)
+    x0 = torch.where(none_fits, (w - cw) / 2, torch.floor(u[0] * (w - cw + 1)))
+    y0 = torch.where(none_fits, (h - ch) / 2, torch.floor(u[1] * (h - ch + 1)))
+    return torch.stack([x0, y0, x0 + cw, y0 + ch], dim=1)
+
+
+def random_resized_crop(
+    images: torch.Tensor,
+    scale: Sequence[float],
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per image a box from ``resized_crop_boxes``, resized bilinearly back to the images' (H, W)
+    (``torchvision.ops.roi_align`` sampling each output pixel's centre: a crop is never larger than the
+    image, so this is bilinear upsampling, torchvision's ``resized_crop`` without antialiasing, which
+    upsampling does not use; the outermost output pixels blend in the pixels just outside the box
+    where torchvision clamps to its edge): torchvision's
+    ``RandomResizedCrop(size=(H, W), scale, ratio)`` on a whole batch, a box per image. ``images``:
+    (N, C, H, W), any dtype (uint8 comes back uint8, rounded)."""
+    from torchvision.ops import roi_align
+
+    n, _, h, w = images.shape
+    boxes = resized_crop_boxes(n, h, w, scale, ratio, generator, images.device)
+    rois = torch.cat([torch.arange(n, device=images.device, dtype=boxes.dtype).view(n, 1), boxes], dim=1)
+    floating = images if images.dtype.is_floating_point else images.float()
+    out = roi_align(floating, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    if images.dtype.is_floating_point:
+        return out.to(images.dtype)
+    return out.round_().clamp_(0, 255).to(images.dtype)
+
+
 def random_crop_flip(
     images: torch.Tensor,
     padding: int,
     flip: bool,
     generator: torch.Generator | None = None,
     padding_mode: str = "constant",
+    resized_crop: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Per image: a crop of the images' size from the padded image (``pad``) at a uniform random
-    offset in [0, 2·padding]² (torchvision's ``RandomCrop(size, padding, padding_mode=...)``),
-    then a horizontal flip with probability 1/2 (``RandomHorizontalFlip``). ``images``:
-    (N, C, H, W), any dtype, on the device of ``generator`` (the default generator of that device
-    when None)."""
+    """Per image: with ``resized_crop`` = (smallest, largest share of the area), a random resized
+    crop (``random_resized_crop``); a crop of the images' size from the padded image (``pad``) at
+    a uniform random offset in [0, 2·padding]² (torchvision's ``RandomCrop(size, padding,
+    padding_mode=...)``), then a horizontal flip with probability 1/2 (``RandomHorizontalFlip``).
+    ``images``: (N, C, H, W), any dtype, on the device of ``generator`` (the default generator
+    of that device when None)."""
     n, channels, h, w = images.shape
     device = images.device
     out = images
+    if resized_crop is not None:
+        images = out = random_resized_crop(images, resized_crop, generator=generator)
     if padding > 0:
         padded = pad(images, padding, padding_mode)
         offsets = torch.randint(0, 2 * padding + 1, (2, n, 1), device=device, generator=generator)
@@ -116,6 +183,7 @@ class DeviceLoader:
         shuffle: bool | None = None,
         images_only: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
+        resized_crop: Sequence[float] | None = None,
     ) -> None:
         self.images = images.to(device)
         self.labels = labels.to(device)
@@ -128,12 +196,13 @@ class DeviceLoader:
         self.padding = padding
         self.flip = flip
         self.padding_mode = padding_mode
+        self.resized_crop = resized_crop
         self.with_index = with_index
         self.images_only = images_only
         self.memory_format = memory_format
         self.rank = rank
         self.world_size = world_size
-        if generator is None and (self.shuffle or (train and (padding or flip))):
+        if generator is None and (self.shuffle or (train and (padding or flip or resized_crop))):
             generator = torch.Generator(device=device)
             generator.seed()
         if generator is not None and generator.device.type != torch.device(device).type:
@@ -167,7 +236,9 @@ class DeviceLoader:
             index = order[start : start + self.batch_size]
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip, self.generator, self.padding_mode)
+                images = random_crop_flip(
+                    images, self.padding, self.flip, self.generator, self.padding_mode, self.resized_crop
+                )
             images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             if self.images_only:
                 yield images
@@ -196,12 +267,14 @@ class TransferLoader:
         images_only: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
         padding_mode: str = "constant",
+        resized_crop: Sequence[float] | None = None,
     ) -> None:
         self.loader = loader
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.train, self.padding, self.flip, self.padding_mode = train, padding, flip, padding_mode
+        self.resized_crop = resized_crop
         self.generator = generator
         self.images_only = images_only
         self.memory_format = memory_format
@@ -225,6 +298,8 @@ class TransferLoader:
             images = images.to(self.device, non_blocking=True)
             rest = tuple(t.to(self.device, non_blocking=True) for t in rest)
             if self.train:
-                images = random_crop_flip(images, self.padding, self.flip, self.generator, self.padding_mode)
+                images = random_crop_flip(
+                    images, self.padding, self.flip, self.generator, self.padding_mode, self.resized_crop
+                )
             images = normalize(images, self.mean, self.std).contiguous(memory_format=self.memory_format)
             yield images if self.images_only else (images, *rest)

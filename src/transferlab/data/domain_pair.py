@@ -42,6 +42,10 @@ class DomainPairDataModule(L.LightningDataModule):
             leave the unlabelled set. 0: none, the unsupervised setting.
         report_target_test: at every validation, also the target's test accuracy, written (not
             logged) for the model-selection report of a sweep.
+        iterations_per_epoch: an epoch of exactly this many training batches, each domain's loader
+            cycled (reshuffled at each pass) as long as it takes: the reference library's
+            "iterations per epoch" (1,000 on Office-31), so a run's length and its validation
+            interval do not depend on the domains' sizes. null: one pass over the larger domain.
 
     ``batch_size`` and ``image_size`` are the pair's and are set on both domains, so they are
     written once (``data.batch_size``, ``data.image_size``), as for any other data; where a
@@ -56,8 +60,15 @@ class DomainPairDataModule(L.LightningDataModule):
         image_size: int = 32,
         target_labelled_per_class: int = 0,
         report_target_test: bool = True,
+        iterations_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
+        if iterations_per_epoch is not None and iterations_per_epoch < 1:
+            raise ConfigError(
+                f"data.iterations_per_epoch={iterations_per_epoch} must be a positive integer "
+                f"(null: an epoch is one pass over the larger domain)"
+            )
+        self.iterations_per_epoch = iterations_per_epoch
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be a positive integer")
         if target_labelled_per_class < 0:
@@ -180,6 +191,8 @@ class DomainPairDataModule(L.LightningDataModule):
         }
         if labelled is not None:
             loaders["target_labelled"] = self.target.make_loader(labelled, self.batch_size, train=True)
+        if self.iterations_per_epoch is not None:
+            loaders = {name: Cycled(loader, self.iterations_per_epoch) for name, loader in loaders.items()}
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def input_spec(self) -> dict[str, Any]:
@@ -214,3 +227,27 @@ class DomainPairDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._route_loaders("test")
+
+
+class Cycled:
+    """``length`` batches of ``loader`` per pass, starting it again (a new shuffle) whenever it
+    runs out: a fixed number of iterations per epoch whatever the loader's length."""
+
+    def __init__(self, loader: Any, length: int) -> None:
+        self.loader, self.length = loader, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[Any]:
+        produced = 0
+        while produced < self.length:
+            empty = True
+            for batch in self.loader:
+                empty = False
+                yield batch
+                produced += 1
+                if produced == self.length:
+                    return
+            if empty:
+                raise DataError("a training loader has no batches; the domain has no training images")

@@ -248,9 +248,14 @@ class FinetuneModule(SupervisedModule):
             self.net.head.named_parameters(),
             weight_decay=not (regularised and self.regularizer.regularises_head),
         )
+        new = decay_groups("bottleneck", self.net.bottleneck.named_parameters())  # new, like the head
         # what a peft member adds beside the backbone (adapters), at the backbone's rate
-        beside = [(n, p) for n, p in self.net.named_parameters() if not n.startswith(("backbone.", "head."))]
-        return backbone + head + decay_groups("peft", beside, lr_scale=self.backbone_lr_mult)
+        beside = [
+            (n, p)
+            for n, p in self.net.named_parameters()
+            if not n.startswith(("backbone.", "head.", "bottleneck."))
+        ]
+        return backbone + head + new + decay_groups("peft", beside, lr_scale=self.backbone_lr_mult)
 
     def on_train_epoch_start(self) -> None:
         # a frozen backbone keeps its BatchNorm statistics too; Lightning restores the modes it

@@ -16,6 +16,7 @@ class Classifier(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
+        self.bottleneck: nn.Module = nn.Identity()  # add_bottleneck() puts a layer there
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -25,7 +26,18 @@ class Classifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images -> (N, feature_dim) features."""
-        return self.backbone(x).flatten(1)
+        return self.bottleneck(self.backbone(x).flatten(1))
+
+    def add_bottleneck(self, dim: int) -> None:
+        """A new layer between the backbone and the head, Linear(D, dim) + BatchNorm + ReLU, and a
+        fresh head on it: the reference library's ``bottleneck_dim`` (256 on Office-31), so the
+        features a discriminator or an alignment term reads are ``dim``-wide and trained from
+        scratch, like the head, while the backbone keeps its pretrained weights."""
+        device = self.head.weight.device
+        layers = [nn.Linear(self.feature_dim, dim), nn.BatchNorm1d(dim), nn.ReLU()]
+        self.bottleneck = nn.Sequential(*layers).to(device)
+        self.feature_dim = dim
+        self.reset_head(self.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images -> (N, num_classes) logits."""

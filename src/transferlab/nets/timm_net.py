@@ -37,11 +37,13 @@ def timm_net(
     arch: str = "resnet18",
     weights: str | None = None,
     data_config: str = "normalization",
+    bottleneck_dim: int | None = None,
 ) -> Classifier:
     """``arch``: a timm model name (``timm.list_models()``, with an optional pretrained tag);
     ``weights``: None (random), ``hub`` (timm's pretrained weights from the Hugging Face hub) or
     the path of a weights file of that architecture; ``data_config``: what of the weights' data
-    settings the config carries into ``data`` (``apply_net_data``)."""
+    settings the config carries into ``data`` (``apply_net_data``); ``bottleneck_dim``: a new
+    layer of that width before the head (``Classifier.add_bottleneck``)."""
     import timm
 
     check_arch(arch)
@@ -66,6 +68,8 @@ def timm_net(
         load_weights_file(model, Path(weights), f"timm's {arch}", how, drop=heads)
     net = Classifier(model, feature_dim=int(model.num_features), num_classes=num_classes)
     net.pretrained = weights is not None
+    if bottleneck_dim:
+        net.add_bottleneck(bottleneck_dim)
     net.stage_layers = [info["module"] for info in getattr(model, "feature_info", [])]
     return net
 

@@ -25,12 +25,15 @@ def torchvision_net(
     arch: str = "resnet50",
     weights: str | None = None,
     small_input: bool = False,
+    bottleneck_dim: int | None = None,
 ) -> Classifier:
     """``arch``: a name of ``torchvision.models.list_models(torchvision.models)`` (resnet50,
     convnext_tiny, efficientnet_b0, vit_b_16, ...); ``weights``: None (random), a weights enum
     name of that architecture, or the path of a state-dict file; ``small_input``: for 32-px
     images, a ResNet's stem keeps its (pretrained) 7x7 convolution at stride 1 and drops the
-    max-pool, so the last stage sees 4x4 maps instead of 1x1."""
+    max-pool, so the last stage sees 4x4 maps instead of 1x1; ``bottleneck_dim``: a new
+    Linear + BatchNorm + ReLU layer of that width before the head (``Classifier.add_bottleneck``,
+    the adaptation benchmarks' protocol)."""
     available = torchvision.models.list_models(module=torchvision.models)
     if arch not in available:
         raise ConfigError(
@@ -55,6 +58,8 @@ def torchvision_net(
         _small_input_stem(model, arch)
     net = Classifier(model, feature_dim=feature_dim, num_classes=num_classes)
     net.pretrained = weights is not None
+    if bottleneck_dim:
+        net.add_bottleneck(bottleneck_dim)
     return net
 
 

@@ -127,6 +127,7 @@ STATS_OF = {
     "mnist": "transferlab.data.MNISTDataModule",
     "usps": "transferlab.data.USPSDataModule",
     "stl10": "transferlab.data.STL10DataModule",
+    "imagenet": "transferlab.data.DomainBenchmarkDataModule",  # the benchmarks' backbones' inputs
 }
 
 

@@ -17,9 +17,12 @@ from transferlab.utils.selection import check_selection
 
 
 def fill_missing_root(cfg: DictConfig) -> DictConfig:
-    """ImageFolder has no default root (``???``): give it one, as a user must."""
+    """ImageFolder has no default root (``???``): give it one, as a user must. Pretrained weights
+    named by the benchmarks' protocol would be downloaded: composing is checked without them."""
     if OmegaConf.is_missing(cfg.data, "root"):
         cfg.data.root = "/some/where"
+    if cfg.net.get("weights") and not str(cfg.net.weights).endswith((".pth", ".pt", ".safetensors")):
+        cfg.net.weights = None
     return cfg
 
 

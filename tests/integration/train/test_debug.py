@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONF_DIR, SHARED_DATA, compose_config, write_cifar10, write_cifar100, write_stl10
+from conftest import (
+    CONF_DIR,
+    SHARED_DATA,
+    compose_config,
+    write_benchmark,
+    write_cifar10,
+    write_cifar100,
+    write_stl10,
+)
 from transferlab.train import train
 from transferlab.utils.errors import ConfigError
 
@@ -105,6 +113,11 @@ def test_every_experiment_runs_under_debug_fdr(experiment, tmp_path, skip_cifar_
     write_stl10(data_dir)
     if experiment == "imagefolder_source":
         cfg.data.root = str(SHARED_DATA / "cifar10")
+    if cfg.data.get("source", {}).get("benchmark"):  # a published benchmark: its tree, no ImageNet weights
+        for domain in (cfg.data.source, cfg.data.target):
+            write_benchmark(Path(domain.root), domain.benchmark, per_class=2, domains=[domain.domain], size=8)
+        cfg.net.weights = None
+        cfg.data.image_size = 32
     summary = train(cfg)
     assert summary["global_step"] == 1 and summary["validated"]
     assert any(key.startswith("test/") and key.endswith("acc") for key in summary["final"])

@@ -51,6 +51,8 @@ class DomainAdaptationModule(ClassificationModule):
             validation epoch (``select=<name>`` picks the checkpoint by one).
         start_epoch: epochs of training on the labels alone before λ·A joins (the CDAN digits
             protocol's 1); 0: from the first step.
+        backbone_lr_mult: the backbone's learning rate relative to the rest (the bottleneck, the
+            head, a discriminator): the reference library's 0.1 for an ImageNet backbone.
     """
 
     #: whether the unlabelled target images go through the net (source-only training skips them)
@@ -64,9 +66,13 @@ class DomainAdaptationModule(ClassificationModule):
         start_epoch: int = 0,
         source_ckpt: str | None = None,
         validators: dict[str, Validator] | None = None,
+        backbone_lr_mult: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if backbone_lr_mult < 0:
+            raise ConfigError(f"method.backbone_lr_mult={backbone_lr_mult} must be >= 0")
+        self.backbone_lr_mult = backbone_lr_mult
         self.source = load_source(self.net, source_ckpt, self.contract)
         self.validators = dict(validators or {})
         self.validation_record: dict[str, Any] | None = None  # the last validation's, for SelectionRecord
@@ -96,6 +102,17 @@ class DomainAdaptationModule(ClassificationModule):
         """A(f_s, f_t, logits_s, logits_t): features (N, D) and logits (N, K) of each domain's
         batch; returns a 0-d tensor. Diagnostics may be logged with ``self.log``."""
         raise NotImplementedError
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The backbone at ``backbone_lr_mult`` × the learning rate, the rest of the net (a
+        bottleneck, the head) at the full rate; a method adds its own modules' groups."""
+        if self.backbone_lr_mult == 1.0:
+            return super().parameter_groups()
+        backbone = decay_groups(
+            "backbone", self.net.backbone.named_parameters(), lr_scale=self.backbone_lr_mult
+        )
+        rest = [(n, p) for n, p in self.net.named_parameters() if not n.startswith("backbone.")]
+        return backbone + decay_groups("net", rest)
 
     # --- training ----------------------------------------------------------------------------------
     def training_loss(self, batch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
