@@ -139,6 +139,21 @@ def build_module(cfg: DictConfig) -> tuple[Any, Any]:
     return build_model(cfg, datamodule), datamodule
 
 
+def at_step(module, epoch: int, step: int, steps: int, per_epoch: int):
+    """``module`` as Lightning's trainer shows it at ``epoch`` and ``step`` of a run of ``steps``
+    steps, ``per_epoch`` an epoch (this instance alone: the method's class is untouched)."""
+
+    class Trainer:  # what the schedule reads of Lightning's trainer
+        estimated_stepping_batches = steps
+        num_training_batches = per_epoch
+
+    module._trainer = Trainer()
+    base = type(module).__mro__[1] if type(module).__name__ == "At" else type(module)
+    at = {"current_epoch": property(lambda self: epoch), "global_step": property(lambda self: step)}
+    module.__class__ = type("At", (base,), at)
+    return module
+
+
 def with_overrides(base: list[str], *overrides: str) -> list[str]:
     """``base`` then ``overrides``, where an override replaces ``base``'s entry for the same key
     (so a job's recorded overrides hold each key once)."""

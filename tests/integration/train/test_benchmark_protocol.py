@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import build_module, compose_config, write_benchmark
-from tests.unit.losses.test_alignment_mcc_mdd_jan import at_step
+from conftest import at_step, build_module, compose_config, write_benchmark
 from transferlab.utils.config import apply_protocol
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import at_step
 from transferlab.losses.alignment.cdan import ConditionalDomainAdversarialLoss, MultilinearMap
 from transferlab.losses.alignment.jan import JointMultipleKernelMMD
 from transferlab.losses.alignment.mcc import MinimumClassConfusion
@@ -149,21 +150,6 @@ def test_the_authors_cdan_e_sends_a_reversed_gradient_through_the_entropy_weight
 
     (want,) = torch.autograd.grad(loss_through_weights(z_s), z_s)
     assert torch.allclose(grad, -0.5 * want, atol=1e-6)  # reversed and scaled by c, as theirs
-
-
-def at_step(module, epoch: int, step: int, steps: int, per_epoch: int):
-    """``module`` as Lightning's trainer shows it at ``epoch`` and ``step`` of a run of ``steps``
-    steps, ``per_epoch`` an epoch (this instance alone: the method's class is untouched)."""
-
-    class Trainer:  # what the schedule reads of Lightning's trainer
-        estimated_stepping_batches = steps
-        num_training_batches = per_epoch
-
-    module._trainer = Trainer()
-    base = type(module).__mro__[1] if type(module).__name__ == "At" else type(module)
-    at = {"current_epoch": property(lambda self: epoch), "global_step": property(lambda self: step)}
-    module.__class__ = type("At", (base,), at)
-    return module
 
 
 def test_the_alignment_joins_after_start_epoch_and_the_warm_up_counts_from_there(fast_cfg):
