@@ -69,6 +69,7 @@ FAST = [
     "~callbacks.progress_bar",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
+    "feature_space.enabled=false",  # measured by its own tests (integration/train/test_feature_space.py)
 ]
 
 

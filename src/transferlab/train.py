@@ -186,6 +186,9 @@ def build(
         with_progress_bar=cfg.trainer.get("enable_progress_bar", True),
     )
     callbacks += extra_callbacks or []
+    feature_space = hydra.utils.instantiate(cfg.feature_space) if cfg.get("feature_space") else None
+    if feature_space is not None and feature_space.applies(datamodule):
+        callbacks.append(feature_space)
     plugins = [] if cfg.trainer.get("plugins") else [AtomicCheckpointIO()]
     # Lightning wraps every hook call in its profiler's context, even one that records nothing
     profiler = {} if cfg.trainer.get("profiler") else {"profiler": NoProfiler()}

@@ -220,7 +220,8 @@ class ClassificationModule(L.LightningModule):
         checkpoint[REPORTS_KEY] = self.reports
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.reports = dict(checkpoint.get(REPORTS_KEY) or {})  # a resumed run keeps what it measured
+        # a resumed run keeps what it measured; testing a checkpoint keeps what was measured since
+        self.reports = {**dict(checkpoint.get(REPORTS_KEY) or {}), **self.reports}
 
     # --- what a family gives its slot members ---------------------------------------------------
     def setup_context(self, stage: str, reference: nn.Module | None) -> SetupContext:

@@ -18,8 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from transferlab.report import feature_space, selection, shift, transferability
 from transferlab.report import format as fmt
-from transferlab.report import selection, shift, transferability
 from transferlab.report.jobs import REPLICATES, Job, read_jobs, swept_keys
 from transferlab.report.stats import mean_std_ci, paired_gain
 from transferlab.utils.errors import ConfigError
@@ -274,6 +274,9 @@ def summarize(
     robustness = shift.table(jobs, keys, found)  # runs tested on shifted sets: ID and OOD side by side
     if robustness:
         table += "\n" + shift.markdown(robustness, keys, found)
+    distances = feature_space.table(jobs, keys)  # adaptation runs: how far apart the domains' features are
+    if distances:
+        table += "\n" + feature_space.markdown(distances, keys)
     (out_dir / "summary.md").write_text(table)
     title = " + ".join(d.name for d in sweep_dirs) + f": {metric}"
     plots = plot(rows, keys, metric, out_dir, title) if keys else []
@@ -289,6 +292,7 @@ def summarize(
         "selection": picks,
         "transferability": scores,
         "shift": robustness,
+        "feature_space": distances,
     }
 
 

@@ -25,7 +25,7 @@ from transferlab.utils.errors import ConfigError
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 _PASSED_BY_CODE = {"net", "contract", "num_classes", "callbacks", "logger"}  # not config keys
-CHECKED_GROUPS = ("data", "net", "method", "trainer")
+CHECKED_GROUPS = ("data", "net", "method", "trainer", "feature_space")
 
 
 def validate_config(cfg: DictConfig, groups: Sequence[str] = CHECKED_GROUPS) -> None:
