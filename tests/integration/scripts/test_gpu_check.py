@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from conftest import load_script, write_benchmark
 
 
 @pytest.mark.slow  # two to four minutes on 2 cores (four loops, a DDP launch); CI runs it (.ci/run)
@@ -79,3 +79,22 @@ def test_the_dry_run_times_an_epoch_of_every_distillation_recipe(tmp_path: Path,
     assert set(seconds) == {"teacher", *check.DISTILL_RECIPES} and all(s > 0 for s in seconds.values())
     hours = part["hours_240_epochs_teacher_then_student"]
     assert hours["crd"] == pytest.approx(round(240 * (seconds["teacher"] + seconds["crd"]) / 3600, 2))
+
+
+def test_the_office31_part_runs_one_task_when_the_data_are_there_and_says_so_when_not(
+    tmp_path: Path, monkeypatch
+):
+    check = load_script("gpu_check", monkeypatch)
+    root = write_benchmark(
+        tmp_path / "office31", "office31", per_class=2, domains=["amazon", "webcam"], size=8
+    )
+    results = check.main(
+        ["--dry-run", "--parts", "office31", "--office31-root", str(root), "--out", str(tmp_path)]
+    )
+    part = results["office31"]
+    assert "error" not in part and 0 <= part["target_acc"] <= 1 and part["train_seconds"] > 0
+    assert -2 <= part["a_distance_end"] <= 2
+    missing = check.main(
+        ["--dry-run", "--parts", "office31", "--office31-root", str(tmp_path / "no"), "--out", str(tmp_path)]
+    )
+    assert "no Office-31 under" in missing["office31"]["skipped"]
