@@ -334,7 +334,7 @@ def office31(dry_run: bool, out: Path, root: Path) -> dict[str, Any]:
             for domain in ("source", "target")
             for key in (f"root={root}", "download=false")
         ),
-        *QUIET_RUN,
+        *(o for o in QUIET_RUN if not o.startswith("test=")),  # the target's accuracy is the measurement
     ]
     if dry_run:  # the protocol's pieces at a tiny size, no ImageNet weights
         overrides += [
