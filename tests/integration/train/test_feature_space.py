@@ -41,6 +41,7 @@ def pair_run(tmp_path: Path, *overrides: str) -> dict:
             "~callbacks.progress_bar",
             "trainer.enable_progress_bar=false",
             "feature_space.images=40",
+            "feature_space.tsne=both",
             *overrides,
         ),
         tmp_path / "run",
