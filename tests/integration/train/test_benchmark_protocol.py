@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import at_step, build_module, compose_config, write_benchmark
+from conftest import ADAPTATION, at_step, build_module, compose_config, members_of, write_benchmark
+from transferlab.train import train
 from transferlab.utils.config import apply_protocol
+
+ADAPTATION_METHODS = members_of(ADAPTATION)
+VALIDATORS = sorted(
+    p.stem for p in (Path(__file__).parents[3] / "conf" / "method" / "validator").glob("*.yaml")
+)
 
 
 def tllib_lr(base: float, iteration: int) -> float:
@@ -76,3 +82,34 @@ def test_the_office31_protocol_is_the_reference_library_s(office31_module):
         assert lr == pytest.approx(want, rel=1e-6)
         at_step(module, step // 1000, step, 20000, 1000)
         assert module.reversal_coefficient() == pytest.approx(tllib_reversal(step), abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ADAPTATION_METHODS)
+def test_every_adaptation_method_and_validator_runs_on_an_office31_pair(method, tmp_path: Path):
+    root = write_benchmark(tmp_path / "office31", "office31", per_class=2, domains=["dslr", "webcam"], size=8)
+    cfg = compose_config(
+        [
+            "experiment=office31_adaptation",
+            f"method={method}",
+            "data.source.domain=D",
+            "data.target.domain=W",
+            *(f"data.{d}.{k}" for d in ("source", "target") for k in (f"root={root}", "download=false")),
+            "net.arch=resnet18",
+            "net.weights=null",
+            "data.image_size=32",
+            "data.batch_size=8",
+            "data.iterations_per_epoch=2",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "~callbacks.progress_bar",
+            "trainer.enable_progress_bar=false",
+            "feature_space.enabled=false",
+        ],
+        tmp_path / "run",
+    )
+    summary = train(cfg)
+    assert summary["global_step"] == 2
+    assert 0.0 <= summary["final"]["test/acc"] <= 1.0
+    validators = {k for k in summary["final"] if k.startswith("val/validator/")}
+    assert {f"val/validator/{name}" for name in VALIDATORS} == validators
+    assert all(math.isfinite(summary["final"][k]) for k in validators)
