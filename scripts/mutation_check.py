@@ -235,6 +235,29 @@ MUTATIONS = (
         "weights = {k: 1.0 / len(classes) for k in classes}",
         ("tests/unit/transferability/test_scores.py",),
     ),
+    Mutation(
+        "the random resized crop's aspect ratio drawn uniformly, not log-uniformly",
+        "data/device.py",
+        "torch.exp(torch.empty(n, attempts, device=device).uniform_(log_lo, log_hi, generator=generator))",
+        "torch.empty(n, attempts, device=device).uniform_(ratio[0], ratio[1], generator=generator)",
+        ("tests/unit/data/test_benchmarks.py",),
+    ),
+    Mutation(
+        "the A-distance from the error without the 2(1 - 2e) scale",
+        "analysis/feature_space.py",
+        "return 2.0 * (1.0 - 2.0 * error)",
+        "return 1.0 - error",
+        ("tests/integration/train/test_feature_space.py",),
+    ),
+    Mutation(
+        "the benchmarks' backbone at the full learning rate",
+        "methods/adaptation/base.py",
+        '"backbone", self.net.backbone.named_parameters(), lr_scale=self.backbone_lr_mult',
+        '"backbone", self.net.backbone.named_parameters(), lr_scale=1.0',
+        (
+            "tests/integration/train/test_benchmark_protocol.py::test_the_office31_protocol_is_the_reference_library_s",
+        ),
+    ),
 )
 
 

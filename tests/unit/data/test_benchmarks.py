@@ -201,5 +201,9 @@ def test_random_resized_crop_draws_torchvisions_boxes():
     assert abs(share - reference_share) < 0.01
     ratio, reference_ratio = (w / h), reference[:, 3] / reference[:, 2]
     assert ratio.min() >= reference_ratio.min() - 0.01 and ratio.max() <= reference_ratio.max() + 0.01
+    # the aspect ratio log-uniform: on a square image log(w/h) is centred on 0 (uniform: +0.03)
+    square = resized_crop_boxes(20000, 224, 224, (0.08, 1.0), generator=g)
+    log_ratio = torch.log((square[:, 2] - square[:, 0]) / (square[:, 3] - square[:, 1]))
+    assert abs(log_ratio.mean()) < 0.008  # sampling error 0.0012
     images = torch.randint(0, 256, (3, 3, 20, 20), dtype=torch.uint8)
     assert torch.equal(random_resized_crop(images, (1.0, 1.0), (1.0, 1.0)), images)
