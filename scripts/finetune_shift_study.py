@@ -24,13 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_common import QUIET_STUDY
+
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = [
-    "logger=none",
-    "~callbacks.progress_bar",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
+QUIET = QUIET_STUDY
 SHIFTS = ["gaussian_noise_5", "motion_blur_5", "fog_5"]
 ARMS = {
     "full_ft": ["experiment=split_finetune"],

@@ -28,13 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import QUIET_STUDY
+
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = [
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
-    "trainer.enable_model_summary=false",
-]
+QUIET = QUIET_STUDY
 
 CIFAR = ["data=imagefolder", "data.root=${paths.offline_data}/cifar10", "data.num_workers=0"]
 CIFAR_NORM = ["data.mean=${stats:cifar10.mean}", "data.std=${stats:cifar10.std}"]
