@@ -28,7 +28,7 @@ from transferlab.data.imagefolder import ImageFiles
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 
-DOWNLOAD_KEYS = "data.download, in a pair data.source.download / data.target.download"
+DOWNLOAD_KEYS = "set data.download=true (in a pair data.source.download, data.target.download)"
 #: ImageNet's normalisation: the benchmarks are run from ImageNet-pretrained backbones
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -235,7 +235,7 @@ class DomainBenchmarkDataModule(ClassificationDataModule):
         self.prepare_data()
         for part in self._needed():
             if not (self.root / part).is_dir():
-                hint = "" if self.download else f"; or let it download ({DOWNLOAD_KEYS}=true)"
+                hint = "" if self.download else f"; or let it download: {DOWNLOAD_KEYS}"
                 raise DataError(
                     f"{self.spec.name}: '{self.root / part}' does not exist; expected {self.layout()}{hint}"
                 )
