@@ -65,7 +65,10 @@ class FeatureSpace(Callback):
         return bool(self.enabled)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step == 0 and "a_distance_start" not in pl_module.reports.get("feature_space", {}):
+        measured = pl_module.reports.get("feature_space", {}).get("a_distance_start")
+        if measured is not None:  # a resumed run: the first run's start, in this run's metrics too
+            trainer.callback_metrics["feature/a_distance_start"] = torch.tensor(float(measured))
+        elif trainer.global_step == 0:
             self.measure("start", trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -114,3 +114,20 @@ def test_a_bad_setting_is_one_line(tmp_path: Path):
     cause = err.value.__cause__ or err.value
     assert isinstance(cause, ConfigError)
     assert str(cause) == "feature_space.enabled='sometimes'; use auto, true or false"
+
+
+def test_a_resumed_run_keeps_the_first_run_s_start_and_measures_its_own_end(tmp_path: Path):
+    first = pair_run(tmp_path / "first", "feature_space.tsne=false", "feature_space.projector=false")
+    last = tmp_path / "first" / "run" / "checkpoints" / "last.ckpt"
+    resumed = pair_run(
+        tmp_path / "second",
+        "feature_space.tsne=false",
+        "feature_space.projector=false",
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+    )
+    start = first["final"]["feature/a_distance_start"]
+    assert resumed["final"]["feature/a_distance_start"] == pytest.approx(start)  # not measured again
+    assert resumed["reports"]["feature_space"]["a_distance_start"] == pytest.approx(start, abs=1e-4)
+    assert "start_seconds" in resumed["reports"]["feature_space"]  # the first run's record
+    assert resumed["global_step"] == 2 * first["global_step"]
