@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "transferlab"
 LAYER = {
     "utils": 0,
-    **dict.fromkeys(("losses", "validators", "transferability", "tta", "report"), 1),
+    **dict.fromkeys(("losses", "validators", "transferability", "tta", "report", "analysis"), 1),
     **dict.fromkeys(("nets", "data"), 2),
     "callbacks": 3,  # engineering a method is handed: below the methods
     "peft": 3,  # which parameters of a net train: above the nets, below the methods

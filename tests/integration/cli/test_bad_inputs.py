@@ -399,7 +399,7 @@ CASES = [
         "unknown-data-option",
         "train",
         ["data=cifar11"],
-        "data=cifar11 is not an option of data; the options: cifar10, cifar100,",
+        "data=cifar11 is not an option of data; the options: benchmark_domain, cifar10, cifar100,",
     ),
     (
         "unknown-regularizer",
