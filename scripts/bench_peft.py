@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{'arm':<14}{'trained':>12}{'fraction':>10}{'ckpt MB':>10}")
     for arm, cost in sizes.items():
         trained, fraction = cost["trained_parameters"], cost["trained_fraction"]
-        shown = (
-            (f"{trained:>12,}", f"{fraction:>10.4f}")
-            if trained is not None
-            else (f"{'all':>12}", f"{1:>10.4f}")
-        )
-        print(f"{arm:<14}{shown[0]}{shown[1]}{cost['checkpoint_mb']:>10.3f}")
+        print(f"{arm:<14}{trained:>12,}{fraction:>10.4f}{cost['checkpoint_mb']:>10.3f}")
     return report
 
 

@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
             sweep = out / "wise" / f"seed{seed}"
             if len(finished(sweep)) < len(ALPHAS):
                 alphas = ",".join(map(str, ALPHAS))
-                run([sys.executable, "-m", "transferlab.eval", "-m", f"ckpt_path={job.parent}",
+                # the path quoted: a job directory's name holds '='
+                run([sys.executable, "-m", "transferlab.eval", "-m", f"ckpt_path='{job.parent}'",
                      f"wise_alpha={alphas}", *launcher, f"hydra.sweep.dir={sweep}"])  # fmt: skip
             for metrics in sweep.glob("*/metrics.json"):
                 record = json.loads(metrics.read_text())

@@ -119,6 +119,9 @@ class FinetuneModule(SupervisedModule):
             self.net.backbone.requires_grad_(False)
         self.peft = peft or FullFineTuning()
         self.apply_peft(source, lam, regularizer)
+        trained, total = trained_fraction(self.net)  # every arm's cost: a probe's head, a member's part
+        self.reports["trained_parameters"] = trained
+        self.reports["trained_fraction"] = trained / total
 
     def apply_peft(self, source: HandedCheckpoint | None, lam: float, regularizer: Regularizer) -> None:
         """Apply the member to the net, once the source is in; count what trains."""
@@ -139,8 +142,6 @@ class FinetuneModule(SupervisedModule):
             )
         peft.apply(self.net)
         trained, total = trained_fraction(self.net)
-        self.reports["trained_parameters"] = trained
-        self.reports["trained_fraction"] = trained / total
         self.peft_base = {
             "source_ckpt": str(source.path) if source is not None else None,
             "source_sha256": source.sha256 if source is not None else None,

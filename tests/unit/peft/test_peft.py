@@ -219,7 +219,8 @@ def test_the_peft_benchmark_counts_what_each_arm_trains_and_stores(tmp_path, mon
     report = bench.main([*args, "--out", str(tmp_path), *tiny])
     cost = report["cost"]
     assert set(cost) == set(bench.ARMS) and report["ratio_to_full"]["full"] == 1.0
-    assert cost["full"]["trained_parameters"] is None  # every parameter: no report
+    assert cost["full"]["trained_fraction"] == 1.0  # every parameter
+    assert 0 < cost["linear_probe"]["trained_fraction"] < 0.05  # the head alone
     for arm in ("bitfit", "lora", "adapter"):
         assert 0 < cost[arm]["trained_fraction"] < 0.5
         assert cost[arm]["net_tensors_in_checkpoint"] < cost["full"]["net_tensors_in_checkpoint"] / 2
