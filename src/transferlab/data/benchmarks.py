@@ -232,7 +232,6 @@ class DomainBenchmarkDataModule(ClassificationDataModule):
         return f"{self.root}/image_list/{{{lists}}} and {self.root}/{self.domain_spec.folder}/…"
 
     def load_splits(self) -> dict[str, RawSplit]:
-        self.prepare_data()
         for part in self._needed():
             if not (self.root / part).is_dir():
                 hint = "" if self.download else f"; or let it download: {DOWNLOAD_KEYS}"

@@ -163,12 +163,13 @@ def test_download_on_first_use_fetches_the_lists_and_the_domain(tmp_path: Path, 
     monkeypatch.setitem(spec.downloads, "dslr", ("dslr.tgz", f"{url}/dslr.tgz"))
     root = tmp_path / "fresh"
     data = domain(root, "office31", "D", download=True)
+    data.prepare_data()  # as Lightning and train() call it, before setup
     data.setup()
     assert data.num_classes == 31 and (root / "dslr" / "images").is_dir()
 
     monkeypatch.setitem(spec.downloads, "webcam", ("webcam.tgz", f"{url}/nowhere.tgz"))
     with pytest.raises(DataError, match=r"downloading http://.*nowhere.tgz failed .*unpack it under") as err:
-        domain(root, "office31", "webcam", download=True).setup()
+        domain(root, "office31", "webcam", download=True).prepare_data()
     assert "\n" not in str(err.value)
 
 
