@@ -30,8 +30,8 @@ class FeatureSpace(Callback):
       ``feature/a_distance_start`` and ``feature/a_distance_end`` (in ``metrics.json``'s final
       metrics, so a sweep's summary has it per arm) and in ``reports.feature_space``;
     - a t-SNE figure coloured by domain and by class (``<out_dir>/tsne_end.png``, and in
-      TensorBoard's Images; ``tsne="both"`` the start's too, ``tsne_start.png``: 10–15 s each on
-      2 CPU cores for 1,000 points);
+      TensorBoard's Images; ``tsne="both"`` the start's too, ``tsne_start.png``; a t-SNE of 1,000
+      points takes a few seconds on 2 CPU cores, up to 12 with the machine shared);
     - the features in TensorBoard's embedding projector, with each image's domain and class as
       metadata and its thumbnail.
 
