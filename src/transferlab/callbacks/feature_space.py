@@ -15,6 +15,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.nn import functional as F
 
 from transferlab.analysis.feature_space import a_distance, tsne_figure
+from transferlab.data.subsets import spread_positions
+from transferlab.transferability.extract import extract
 from transferlab.utils.errors import ConfigError
 from transferlab.utils.log import log
 
@@ -120,26 +122,18 @@ class FeatureSpace(Callback):
             }
         return {"train": datamodule.clean_train_dataset(), "test": datamodule.datasets["test"]}
 
-    @torch.no_grad()
     def features(
         self, pl_module: L.LightningModule, dataset: Any
-    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """(features (n, D), labels (n,), thumbnails (n, C, 32, 32) in [0, 1]) of ``images`` images
-        evenly spread over ``dataset``."""
-        n = min(self.images, len(dataset))
-        positions = np.unique(np.linspace(0, len(dataset) - 1, n).round().astype(int))
-        net = pl_module.net
-        was_training = net.training
-        net.eval()
-        features, labels, thumbnails = [], [], []
-        for start in range(0, len(positions), 256):
-            batch = [dataset[int(i)] for i in positions[start : start + 256]]
-            images = torch.stack([item[0] for item in batch])
-            labels += [int(item[1]) for item in batch]
-            features.append(net.features(images.to(pl_module.device)).float().cpu())
-            thumbnails.append(F.interpolate(images, size=THUMBNAIL, mode="bilinear", antialias=True))
-        net.train(was_training)
-        return torch.cat(features).numpy(), np.asarray(labels), torch.cat(thumbnails)
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        """(features (n, D), labels (n,), thumbnails (n, C, 32, 32) or None without the
+        projector) of ``images`` images evenly spread over ``dataset``."""
+        sample = dataset.subset(spread_positions(len(dataset), self.images))
+        features, _ = extract(pl_module.net, sample, device=pl_module.device)
+        thumbnails = None
+        if self.projector:  # normalised, as the net saw them (log_embedding undoes it)
+            images = torch.stack([sample[i][0] for i in range(len(sample))])
+            thumbnails = F.interpolate(images, size=THUMBNAIL, mode="bilinear", antialias=True)
+        return features, sample.labels.numpy(), thumbnails
 
     def log_image(self, trainer: L.Trainer, tag: str, path: Path, step: int) -> None:
         import matplotlib.image
@@ -156,9 +150,9 @@ class FeatureSpace(Callback):
         if not loggers:
             return
         datamodule = trainer.datamodule
-        spec = (datamodule.source if hasattr(datamodule, "source") else datamodule).input_spec()
-        mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
+        normalised = datamodule.source if hasattr(datamodule, "source") else datamodule
+        mean = torch.tensor(normalised.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(normalised.std, dtype=torch.float32).view(1, -1, 1, 1)
         matrix = torch.from_numpy(np.concatenate([d[1] for d in domains]))
         metadata = [[name, class_names[int(y)]] for name, _, labels, _ in domains for y in labels]
         thumbnails = torch.cat([d[3] for d in domains]).mul(std).add(mean).clamp(0, 1)

@@ -30,7 +30,13 @@ from transferlab.data.device import (
     random_resized_crop,
     to_uint8_tensor,
 )
-from transferlab.data.subsets import class_mapping, select_classes, split_per_class, take_per_class
+from transferlab.data.subsets import (
+    class_mapping,
+    select_classes,
+    split_per_class,
+    spread_positions,
+    take_per_class,
+)
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 from transferlab.utils.resume import restore_rng_state, rng_state
@@ -390,8 +396,7 @@ class ClassificationDataModule(L.LightningDataModule):
         class by class), un-augmented and normalised, on the CPU: what a data-dependent
         initialisation reads (``initialize_from_data``, e.g. airbench's whitening filters)."""
         dataset = self.clean_train_dataset()
-        positions = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int))
-        chosen = dataset.subset(positions)
+        chosen = dataset.subset(spread_positions(len(dataset), n))
         return torch.cat([batch[0] for batch in self.inference_loader(chosen, 1024, torch.device("cpu"))])
 
     def train_fingerprint(self) -> str:

@@ -28,6 +28,7 @@ from transferlab.data.imagefolder import ImageFiles
 from transferlab.utils.errors import ConfigError, DataError
 from transferlab.utils.log import log
 
+CLOUD = "https://cloud.tsinghua.edu.cn/f/{}/?dl=1"  # where the reference library's archives are
 DOWNLOAD_KEYS = "set data.download=true (in a pair data.source.download, data.target.download)"
 #: ImageNet's normalisation: the benchmarks are run from ImageNet-pretrained backbones
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,9 +48,15 @@ class Benchmark:
     name: str
     classes: int  # published number of classes
     domains: dict[str, Domain]
-    #: (what the archive unpacks to under the root, archive name, URL): the reference library's
-    downloads: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: what an archive unpacks to under the root -> the reference library's file id on its
+    #: cloud (``archive``: its name and URL)
+    downloads: dict[str, str] = field(default_factory=dict)
     paper: str = ""
+
+    def archive(self, part: str) -> tuple[str, str]:
+        """(archive name, URL) of ``part``: the image lists are a zip, each domain a tarball."""
+        name = "image_list.zip" if part == "image_list" else f"{part}.tgz"
+        return name, CLOUD.format(self.downloads[part])
 
     def domain(self, name: str) -> tuple[str, Domain]:
         for key, domain in self.domains.items():
@@ -63,8 +70,6 @@ def _one_list(folder: str, images: int, *aliases: str) -> Domain:
     return Domain(folder, {"train": f"{folder}.txt", "test": f"{folder}.txt"}, images, aliases)
 
 
-_TSINGHUA = "https://cloud.tsinghua.edu.cn/f/{}/?dl=1"
-
 BENCHMARKS: dict[str, Benchmark] = {
     "office31": Benchmark(
         "Office-31",
@@ -75,10 +80,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             "webcam": _one_list("webcam", 795, "W"),
         },
         {
-            "image_list": ("image_list.zip", _TSINGHUA.format("2c1dd9fbcaa9455aa4ad")),
-            "amazon": ("amazon.tgz", _TSINGHUA.format("ec12dfcddade43ab8101")),
-            "dslr": ("dslr.tgz", _TSINGHUA.format("a41d818ae2f34da7bb32")),
-            "webcam": ("webcam.tgz", _TSINGHUA.format("8a41009a166e4131adcd")),
+            "image_list": "2c1dd9fbcaa9455aa4ad",
+            "amazon": "ec12dfcddade43ab8101",
+            "dslr": "a41d818ae2f34da7bb32",
+            "webcam": "8a41009a166e4131adcd",
         },
         "Saenko et al., ECCV 2010",
     ),
@@ -92,11 +97,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             "Real_World": _one_list("Real_World", 4357, "Rw"),
         },
         {
-            "image_list": ("image_list.zip", _TSINGHUA.format("1b0171a188944313b1f5")),
-            "Art": ("Art.tgz", _TSINGHUA.format("6a006656b9a14567ade2")),
-            "Clipart": ("Clipart.tgz", _TSINGHUA.format("ae88aa31d2d7411dad79")),
-            "Product": ("Product.tgz", _TSINGHUA.format("f219b0ff35e142b3ab48")),
-            "Real_World": ("Real_World.tgz", _TSINGHUA.format("6c19f3f15bb24ed3951a")),
+            "image_list": "1b0171a188944313b1f5",
+            "Art": "6a006656b9a14567ade2",
+            "Clipart": "ae88aa31d2d7411dad79",
+            "Product": "f219b0ff35e142b3ab48",
+            "Real_World": "6c19f3f15bb24ed3951a",
         },
         "Venkateswara et al., CVPR 2017",
     ),
@@ -110,9 +115,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             ),
         },
         {
-            "image_list": ("image_list.zip", _TSINGHUA.format("c107de37b8094c5398dc")),
-            "train": ("train.tgz", _TSINGHUA.format("c5f3ce59139144ec8221")),
-            "validation": ("validation.tgz", _TSINGHUA.format("da70e4b1cf514ecea562")),
+            "image_list": "c107de37b8094c5398dc",
+            "train": "c5f3ce59139144ec8221",
+            "validation": "da70e4b1cf514ecea562",
         },
         "Peng et al., 2017 (classification track: synthetic train -> real validation)",
     ),
@@ -131,13 +136,13 @@ BENCHMARKS: dict[str, Benchmark] = {
             )
         },
         {
-            "image_list": ("image_list.zip", _TSINGHUA.format("bf0fe327e4b046eb89ba")),
-            "clipart": ("clipart.tgz", _TSINGHUA.format("f0515164a4864220b98b")),
-            "infograph": ("infograph.tgz", _TSINGHUA.format("98b19d5fc9884109a9cb")),
-            "painting": ("painting.tgz", _TSINGHUA.format("11285ce9fbd34bb7b28c")),
-            "quickdraw": ("quickdraw.tgz", _TSINGHUA.format("6faa9efb498b494abf66")),
-            "real": ("real.tgz", _TSINGHUA.format("17a101842c564959b525")),
-            "sketch": ("sketch.tgz", _TSINGHUA.format("b305add26e9d47349495")),
+            "image_list": "bf0fe327e4b046eb89ba",
+            "clipart": "f0515164a4864220b98b",
+            "infograph": "98b19d5fc9884109a9cb",
+            "painting": "11285ce9fbd34bb7b28c",
+            "quickdraw": "6faa9efb498b494abf66",
+            "real": "17a101842c564959b525",
+            "sketch": "b305add26e9d47349495",
         },
         "Peng et al., ICCV 2019 (the cleaned version)",
     ),
@@ -216,7 +221,7 @@ class DomainBenchmarkDataModule(ClassificationDataModule):
         from torchvision.datasets.utils import download_and_extract_archive
 
         for part in missing:
-            archive, url = self.spec.downloads[part]
+            archive, url = self.spec.archive(part)
             log.info(f"{self.spec.name}: downloading {archive} into {self.root}")
             try:
                 download_and_extract_archive(url, download_root=str(self.root), filename=archive)

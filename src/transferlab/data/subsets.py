@@ -92,3 +92,9 @@ def take_per_class(
             )
         chosen.append(rng.permutation(positions)[:per_class])
     return np.sort(np.concatenate(chosen))
+
+
+def spread_positions(length: int, n: int) -> np.ndarray:
+    """Up to ``n`` positions of ``0..length-1`` spread evenly over the range (image folders are
+    stored class by class, so an even spread takes every class)."""
+    return np.unique(np.linspace(0, length - 1, min(n, length)).round().astype(int))

@@ -122,9 +122,12 @@ class FinetuneModule(SupervisedModule):
         trained, total = trained_fraction(self.net)  # every arm's cost: a probe's head, a member's part
         self.reports["trained_parameters"] = trained
         self.reports["trained_fraction"] = trained / total
+        if not self.peft.full:
+            name = type(self.peft).__name__
+            log.info("%s trains %d of %d parameters (%.2f%%)", name, trained, total, 100 * trained / total)
 
     def apply_peft(self, source: HandedCheckpoint | None, lam: float, regularizer: Regularizer) -> None:
-        """Apply the member to the net, once the source is in; count what trains."""
+        """Apply the member to the net, once the source is in."""
         peft = self.peft
         if peft.full:
             return
@@ -141,13 +144,11 @@ class FinetuneModule(SupervisedModule):
                 f"set method.lam=0 or method/regularizer=none (a penalty on features, bss or delta, applies)"
             )
         peft.apply(self.net)
-        trained, total = trained_fraction(self.net)
         self.peft_base = {
             "source_ckpt": str(source.path) if source is not None else None,
             "source_sha256": source.sha256 if source is not None else None,
         }
         self.strict_loading = False  # its checkpoints hold the trained part; the rest is the source's
-        log.info("%s trains %d of %d parameters (%.2f%%)", name, trained, total, 100 * trained / total)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

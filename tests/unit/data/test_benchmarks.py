@@ -154,21 +154,23 @@ def test_download_on_first_use_fetches_the_lists_and_the_domain(tmp_path: Path, 
     built = write_benchmark(tmp_path / "built", "office31", per_class=2, domains=["dslr"])
     archives = tmp_path / "archives"
     archives.mkdir()
-    shutil.make_archive(str(archives / "image_list"), "zip", built, "image_list")
-    shutil.make_archive(str(archives / "dslr"), "gztar", built, "dslr")
-    (archives / "dslr.tar.gz").rename(archives / "dslr.tgz")
     spec = BENCHMARKS["office31"]
+    # served where the reference library's cloud serves them: by file id
+    shutil.make_archive(str(archives / "lists"), "zip", built, "image_list")
+    (archives / "lists.zip").rename(archives / spec.downloads["image_list"])
+    shutil.make_archive(str(archives / "dslr"), "gztar", built, "dslr")
+    (archives / "dslr.tar.gz").rename(archives / spec.downloads["dslr"])
     url = http_folder(archives)
-    monkeypatch.setitem(spec.downloads, "image_list", ("image_list.zip", f"{url}/image_list.zip"))
-    monkeypatch.setitem(spec.downloads, "dslr", ("dslr.tgz", f"{url}/dslr.tgz"))
+    monkeypatch.setattr("transferlab.data.benchmarks.CLOUD", url + "/{}")
     root = tmp_path / "fresh"
     data = domain(root, "office31", "D", download=True)
     data.prepare_data()  # as Lightning and train() call it, before setup
     data.setup()
     assert data.num_classes == 31 and (root / "dslr" / "images").is_dir()
+    assert sorted(p.name for p in root.iterdir()) == ["dslr", "dslr.tgz", "image_list", "image_list.zip"]
 
-    monkeypatch.setitem(spec.downloads, "webcam", ("webcam.tgz", f"{url}/nowhere.tgz"))
-    with pytest.raises(DataError, match=r"downloading http://.*nowhere.tgz failed .*unpack it under") as err:
+    missing = spec.downloads["webcam"]  # not served
+    with pytest.raises(DataError, match=rf"downloading http://.*/{missing} failed .*unpack it under") as err:
         domain(root, "office31", "webcam", download=True).prepare_data()
     assert "\n" not in str(err.value)
 
